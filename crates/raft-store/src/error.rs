@@ -1,0 +1,31 @@
+use std::path::PathBuf;
+
+use crate::codec::CodecError;
+
+/// Errors opening or reading the stores. Raft storage calls map these into
+/// openraft's `StorageError` at the trait boundary.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("cannot open {path}: {source} (is the file truncated or corrupt? restore it from a snapshot or replace the node)")]
+    Open { path: PathBuf, source: redb::DatabaseError },
+    #[error("storage: {source}")]
+    Storage {
+        #[from]
+        source: redb::Error,
+    },
+    #[error("stored value unreadable: {source}")]
+    Codec {
+        #[from]
+        source: CodecError,
+    },
+    #[error("storage task failed: {message}")]
+    Task { message: String },
+    #[error("snapshot file {path}: {source}")]
+    SnapshotFile { path: PathBuf, source: std::io::Error },
+}
+
+/// Lifts any redb error into [`Error`]; redb has one error type per operation.
+pub(crate) fn db<E: Into<redb::Error>>(e: E) -> Error {
+    Error::Storage { source: e.into() }
+}

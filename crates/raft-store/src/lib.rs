@@ -1,0 +1,62 @@
+//! The replicated state of uptime-cluster: what the Raft log carries, how it is
+//! applied, and how both are kept in redb.
+//!
+//! This crate knows the replicated state and its storage, not the network: the
+//! peer transport lives in `uptime-api`.
+//!
+//! Modules:
+//! - `types`: the openraft [`TypeConfig`] and the node address record.
+//! - `codec`: the versioned envelope every stored or replicated value is written in.
+//! - `model`: monitors and the settings table.
+//! - `command`: the commands a log entry carries and what apply answers.
+//! - `log_store`: the Raft log, vote and committed index in their own redb file.
+//! - `state_machine`: deterministic apply, snapshots, and read access to the state.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), uptime_raft_store::Error> {
+//! let dir = std::path::Path::new("/var/lib/uptime");
+//! let log = uptime_raft_store::LogStore::open(&dir.join("raft-log.redb"))?;
+//! let sm = uptime_raft_store::StateMachineStore::open(dir)?;
+//! let reader = sm.reader();
+//! println!("{} monitors", reader.list_monitors()?.len());
+//! # Ok(()) }
+//! ```
+
+pub mod codec;
+mod command;
+mod error;
+mod log_store;
+mod model;
+mod state_machine;
+mod types;
+
+pub use command::{Command, RejectCode, Rejection, Request, Response};
+pub use error::Error;
+pub use log_store::LogStore;
+pub use model::{Monitor, MonitorDraft};
+pub use state_machine::{StateHash, StateMachineStore, StateReader};
+pub use types::{NodeId, PeerNode, Raft, TypeConfig};
+
+/// Aliases of the openraft types bound to [`TypeConfig`], so callers do not repeat
+/// the generic parameters.
+pub mod typ {
+    use crate::{NodeId, PeerNode, TypeConfig};
+
+    pub type Entry = openraft::Entry<TypeConfig>;
+    pub type LogId = openraft::LogId<NodeId>;
+    pub type Vote = openraft::Vote<NodeId>;
+    pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, PeerNode>;
+    pub type StoredMembership = openraft::StoredMembership<NodeId, PeerNode>;
+    pub type StorageError = openraft::StorageError<NodeId>;
+    pub type RaftMetrics = openraft::RaftMetrics<NodeId, PeerNode>;
+    pub type RaftError<E = openraft::error::Infallible> = openraft::error::RaftError<NodeId, E>;
+    pub type ClientWriteError = openraft::error::ClientWriteError<NodeId, PeerNode>;
+    pub type ClientWriteResponse = openraft::raft::ClientWriteResponse<TypeConfig>;
+    pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;
+    pub type AppendEntriesResponse = openraft::raft::AppendEntriesResponse<NodeId>;
+    pub type VoteRequest = openraft::raft::VoteRequest<NodeId>;
+    pub type VoteResponse = openraft::raft::VoteResponse<NodeId>;
+    pub type InstallSnapshotRequest = openraft::raft::InstallSnapshotRequest<TypeConfig>;
+    pub type InstallSnapshotResponse = openraft::raft::InstallSnapshotResponse<NodeId>;
+    pub type InstallSnapshotError = openraft::error::InstallSnapshotError;
+}

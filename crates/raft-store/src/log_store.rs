@@ -1,0 +1,222 @@
+//! The Raft log, the vote and the committed index, in a redb file of their own.
+//!
+//! Durability invariants, relied on by openraft:
+//! 1. `append` reports completion (the flush callback) only after the write
+//!    transaction holding the entries has committed with `Durability::Immediate`.
+//! 2. `save_vote` returns only after the vote is durable.
+//! 3. `purge` records the last purged log id in the same transaction that removes
+//!    the entries, so `get_log_state` never sees a gap it cannot explain.
+//!
+//! The committed index is written with `Durability::None`: it is a hint for
+//! re-applying after restart, and a later durable commit persists it anyway.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{AnyError, LogState, OptionalSend, RaftLogId, RaftLogReader, StorageIOError};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::codec;
+use crate::error::{db, Error};
+use crate::typ::{Entry, LogId, StorageError, Vote};
+use crate::TypeConfig;
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("log_meta");
+
+const KEY_VOTE: &str = "vote";
+const KEY_COMMITTED: &str = "committed";
+const KEY_LAST_PURGED: &str = "last_purged";
+
+/// The redb-backed Raft log. Cheap to clone: clones share the database, and serve
+/// as the log reader openraft hands to replication tasks.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    pub fn open(path: &Path) -> Result<LogStore, Error> {
+        let db = Database::create(path).map_err(|source| Error::Open { path: path.to_owned(), source })?;
+        let txn = db.begin_write().map_err(db_err)?;
+        txn.open_table(LOG).map_err(db_err)?;
+        txn.open_table(META).map_err(db_err)?;
+        txn.commit().map_err(db_err)?;
+        Ok(LogStore { db: Arc::new(db) })
+    }
+
+    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(META).map_err(db)?;
+        let value = table.get(key).map_err(db)?;
+        Ok(match value {
+            Some(v) => Some(codec::decode(v.value())?),
+            None => None,
+        })
+    }
+
+    fn write_meta<T: serde::Serialize>(&self, key: &str, value: &T, durability: Durability) -> Result<(), Error> {
+        let bytes = codec::encode(value)?;
+        let mut txn = self.db.begin_write().map_err(db)?;
+        txn.set_durability(durability).map_err(|e| db(redb::Error::from(e)))?;
+        txn.open_table(META).map_err(db)?.insert(key, bytes.as_slice()).map_err(db)?;
+        txn.commit().map_err(db)?;
+        Ok(())
+    }
+
+    fn entries<R: RangeBounds<u64>>(&self, range: R) -> Result<Vec<Entry>, Error> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(LOG).map_err(db)?;
+        let mut out = Vec::new();
+        for row in table.range((range.start_bound().cloned(), range.end_bound().cloned())).map_err(db)? {
+            let (_, v) = row.map_err(db)?;
+            out.push(codec::decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn last_entry_log_id(&self) -> Result<Option<LogId>, Error> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(LOG).map_err(db)?;
+        let last = table.last().map_err(db)?;
+        Ok(match last {
+            Some((_, v)) => Some(*codec::decode::<Entry>(v.value())?.get_log_id()),
+            None => None,
+        })
+    }
+
+    fn append_blocking(&self, entries: Vec<Entry>) -> Result<(), Error> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut table = txn.open_table(LOG).map_err(db)?;
+            for entry in &entries {
+                let bytes = codec::encode(entry)?;
+                table.insert(entry.log_id.index, bytes.as_slice()).map_err(db)?;
+            }
+        }
+        txn.commit().map_err(db)?;
+        Ok(())
+    }
+
+    /// Removes entries with an index in `range`; with `purged`, records it as the last
+    /// purged log id in the same transaction (invariant 3).
+    fn remove_blocking(&self, range: (Bound<u64>, Bound<u64>), purged: Option<LogId>) -> Result<(), Error> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut table = txn.open_table(LOG).map_err(db)?;
+            table.retain_in(range, |_, _| false).map_err(db)?;
+            if let Some(purged) = purged {
+                let bytes = codec::encode(&purged)?;
+                txn.open_table(META).map_err(db)?.insert(KEY_LAST_PURGED, bytes.as_slice()).map_err(db)?;
+            }
+        }
+        txn.commit().map_err(db)?;
+        Ok(())
+    }
+
+    /// Runs blocking redb work off the async workers: an fsync must not stall the
+    /// tasks that serve the network.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(LogStore) -> Result<T, Error> + Send + 'static,
+    {
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || f(this)).await {
+            Ok(result) => result,
+            Err(join) => Err(Error::Task { message: join.to_string() }),
+        }
+    }
+}
+
+fn db_err<E: Into<redb::Error>>(e: E) -> Error {
+    db(e)
+}
+
+fn read_err(e: Error) -> StorageError {
+    StorageIOError::read_logs(AnyError::new(&e)).into()
+}
+
+fn write_err(e: Error) -> StorageError {
+    StorageIOError::write_logs(AnyError::new(&e)).into()
+}
+
+// === impl RaftLogReader ===
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.entries(range).map_err(read_err)
+    }
+}
+
+// === impl RaftLogStorage ===
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self.read_meta(KEY_LAST_PURGED).map_err(read_err)?;
+        let last = self.last_entry_log_id().map_err(read_err)?.or(last_purged_log_id);
+        Ok(LogState { last_purged_log_id, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let vote = *vote;
+        self.blocking(move |s| s.write_meta(KEY_VOTE, &vote, Durability::Immediate))
+            .await
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.read_meta(KEY_VOTE).map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.write_meta(KEY_COMMITTED, &committed, Durability::None).map_err(write_err)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED).map_err(read_err)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let result = self.blocking(move |s| s.append_blocking(entries)).await;
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(write_err(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.blocking(move |s| s.remove_blocking((Bound::Included(log_id.index), Bound::Unbounded), None))
+            .await
+            .map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.blocking(move |s| s.remove_blocking((Bound::Unbounded, Bound::Included(log_id.index)), Some(log_id)))
+            .await
+            .map_err(write_err)
+    }
+}
