@@ -153,6 +153,12 @@ for c in "${LEVELS[@]}"; do
         --value-size 1024
 done
 
+# Again after the load: on a VM with a throttled or shared disk, fsync cost
+# can change by an order of magnitude with recent I/O, which this exposes.
+echo "disk fsync probe again, after the load:"
+py "$results/fsync_after.json" fsync --dir "$work" --count "$FSYNC_SAMPLES" --size 1024 \
+    --mode append-fsync
+
 if [[ $SKIP_FAILOVER != 1 ]]; then
     echo "failover: $FAILOVER_TRIALS trials of kill -9 leader -> next committed put:"
     for ((t = 1; t <= FAILOVER_TRIALS; t++)); do

@@ -1,1 +1,42 @@
-//! placeholder
+//! Every wire format of uptime-cluster: the generated protobuf code, the peer RPC
+//! (openraft's network, client and server), the admin REST API and the typed
+//! [`Client`] that `uptimectl` and the tests use.
+//!
+//! Modules:
+//! - `pb`: code generated from `proto/uptime/v1/*.proto`.
+//! - `dto`: the JSON shapes of the admin API (DESIGN.md, "Public surface contract").
+//! - `error`: [`ApiError`], the one place errors become HTTP responses and gRPC statuses.
+//! - `network`: the Raft network client over tonic, with mutual TLS ([`PeerTls`]).
+//! - `peer_server`: the `Peer` gRPC service.
+//! - `cluster`: [`Cluster`], the node's handle on Raft: forwarded writes, linearizable
+//!   reads, membership changes, status.
+//! - `rest`: the axum router of the admin API.
+//! - `client`: the typed REST client.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), uptime_api::ClientError> {
+//! let client = uptime_api::Client::new("http://127.0.0.1:8080", Some("secret".into()))?;
+//! let status = client.cluster_status().await?;
+//! println!("leader: {:?}", status.leader);
+//! # Ok(()) }
+//! ```
+
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("uptime.v1");
+}
+
+mod client;
+mod cluster;
+pub mod dto;
+mod error;
+mod network;
+mod peer_server;
+mod rest;
+
+pub use client::{Client, ClientError};
+pub use cluster::{Cluster, ClusterConfig};
+pub use error::ApiError;
+pub use network::{PeerHealth, PeerNetworkFactory, PeerTls};
+pub use peer_server::PeerService;
+pub use rest::router;

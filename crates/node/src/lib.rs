@@ -1,1 +1,26 @@
-//! x
+//! The uptime-node daemon and the uptimectl CLI, as a library: the binaries in
+//! `src/bin` only parse arguments and call in here.
+//!
+//! Modules:
+//! - `config`: the node's TOML configuration, `UPTIME_*` environment overrides, validation.
+//! - `certs`: the cluster CA and node certificates for peer mutual TLS.
+//! - `server`: start-up in three phases (config, build, run until shutdown).
+//! - `ctl`: the `uptimectl` commands over the typed API client.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), uptime_node::Error> {
+//! let config = uptime_node::Config::dev("/tmp/uptime-dev".into(), "127.0.0.1:8080".parse().unwrap(), "token".into());
+//! let node = uptime_node::Node::build(config).await?;
+//! node.run(tokio_util::sync::CancellationToken::new()).await
+//! # }
+//! ```
+
+pub mod certs;
+mod config;
+pub mod ctl;
+mod error;
+mod server;
+
+pub use config::{Config, PeerConfig, RaftTimings, TlsFiles};
+pub use error::Error;
+pub use server::Node;

@@ -1,1 +1,13 @@
-fn main(){}
+use clap::Parser;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let cli = uptime_node::ctl::Cli::parse();
+    match uptime_node::ctl::run(cli).await {
+        Ok(out) => print!("{out}"),
+        Err(e) => {
+            eprintln!("uptimectl: {e}");
+            std::process::exit(1);
+        }
+    }
+}

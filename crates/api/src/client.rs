@@ -1,0 +1,179 @@
+//! The typed admin API client used by `uptimectl` and the tests.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::dto::{AddNode, ClusterStatus, CreateMonitor, ErrorEnvelope, MonitorView, StateHashView};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error envelope.
+    #[error("{message} (HTTP {status}, {code})")]
+    Api { status: u16, code: String, message: String, field: Option<String> },
+    #[error("cannot reach {endpoint}: {message}")]
+    Transport { endpoint: String, message: String },
+    #[error("bad endpoint {endpoint:?}: {message}")]
+    Endpoint { endpoint: String, message: String },
+    #[error("unexpected answer from the server: {message}")]
+    Decode { message: String },
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// `endpoint` is the API base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn new(endpoint: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let base = endpoint.trim_end_matches('/').to_string();
+        if !base.starts_with("http://") {
+            return Err(ClientError::Endpoint {
+                endpoint: endpoint.to_string(),
+                message: "expected an http:// URL (e.g. http://127.0.0.1:8080)".into(),
+            });
+        }
+        base.parse::<http::Uri>()
+            .map_err(|e| ClientError::Endpoint { endpoint: endpoint.to_string(), message: e.to_string() })?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+        connector.set_nodelay(true);
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Client { base, token, http, timeout: Duration::from_secs(15) })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.base
+    }
+
+    async fn request<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Option<T>, ClientError> {
+        let mut req = http::Request::builder().method(method).uri(format!("{}{}", self.base, path));
+        if let Some(t) = &self.token {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(b) => {
+                req = req.header(http::header::CONTENT_TYPE, "application/json");
+                Bytes::from(serde_json::to_vec(b).map_err(|e| ClientError::Decode { message: e.to_string() })?)
+            }
+            None => Bytes::new(),
+        };
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| ClientError::Endpoint { endpoint: self.base.clone(), message: e.to_string() })?;
+        let transport = |message: String| ClientError::Transport { endpoint: self.base.clone(), message };
+        let resp = tokio::time::timeout(self.timeout, self.http.request(req))
+            .await
+            .map_err(|_| transport(format!("no answer within {:?}", self.timeout)))?
+            .map_err(|e| transport(error_chain(&e)))?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.map_err(|e| transport(e.to_string()))?.to_bytes();
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
+                Ok(env) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: env.error.code,
+                    message: env.error.message,
+                    field: env.error.field,
+                },
+                Err(_) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: "http".into(),
+                    message: String::from_utf8_lossy(&bytes).trim().chars().take(200).collect(),
+                    field: None,
+                },
+            });
+        }
+        if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| ClientError::Decode { message: e.to_string() })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.request::<(), T>(Method::GET, path, None)
+            .await?
+            .ok_or_else(|| ClientError::Decode { message: "empty body".into() })
+    }
+
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
+        self.get("/api/v1/cluster").await
+    }
+
+    pub async fn state_hash(&self) -> Result<StateHashView, ClientError> {
+        self.get("/api/v1/cluster/state-hash").await
+    }
+
+    pub async fn add_node(&self, node: &AddNode) -> Result<ClusterStatus, ClientError> {
+        self.request(Method::POST, "/api/v1/cluster/nodes", Some(node))
+            .await?
+            .ok_or_else(|| ClientError::Decode { message: "empty body".into() })
+    }
+
+    pub async fn remove_node(&self, id: u64) -> Result<ClusterStatus, ClientError> {
+        self.request::<(), _>(Method::DELETE, &format!("/api/v1/cluster/nodes/{id}"), None)
+            .await?
+            .ok_or_else(|| ClientError::Decode { message: "empty body".into() })
+    }
+
+    pub async fn create_monitor(&self, monitor: &CreateMonitor) -> Result<MonitorView, ClientError> {
+        self.request(Method::POST, "/api/v1/monitors", Some(monitor))
+            .await?
+            .ok_or_else(|| ClientError::Decode { message: "empty body".into() })
+    }
+
+    /// `linearizable`: the answer reflects every write committed before the call.
+    pub async fn list_monitors(&self, linearizable: bool) -> Result<Vec<MonitorView>, ClientError> {
+        let q = if linearizable { "?consistency=linearizable" } else { "" };
+        self.get(&format!("/api/v1/monitors{q}")).await
+    }
+
+    pub async fn get_monitor(&self, id_or_name: &str) -> Result<MonitorView, ClientError> {
+        self.get(&format!("/api/v1/monitors/{}", encode_path(id_or_name))).await
+    }
+
+    pub async fn delete_monitor(&self, id_or_name: &str) -> Result<(), ClientError> {
+        self.request::<(), serde_json::Value>(Method::DELETE, &format!("/api/v1/monitors/{}", encode_path(id_or_name)), None)
+            .await
+            .map(|_| ())
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Percent-encodes a path segment (names may hold spaces or slashes).
+fn encode_path(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

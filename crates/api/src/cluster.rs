@@ -1,0 +1,329 @@
+//! The node's handle on Raft, shared by the REST API and the peer service:
+//! writes from any node reach the leader, reads can be made linearizable, and
+//! membership changes and status answer from the leader's point of view.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use serde::{Deserialize, Serialize};
+use uptime_raft_store::typ::RaftMetrics;
+use uptime_raft_store::{codec, Command, NodeId, PeerNode, Raft, Request, Response, StateReader};
+
+use crate::dto::{ClusterStatus, Member};
+use crate::error::ApiError;
+use crate::network::PeerNetworkFactory;
+use crate::pb::{ClusterStatusRequest, RaftPayload, ReadIndexReply, ReadIndexRequest};
+
+/// How the cluster handle behaves; durations bound every wait.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub node_id: NodeId,
+    /// How long a write may wait for a leader and for its commit.
+    pub write_timeout: Duration,
+    /// A member the leader heard from within this window is healthy.
+    pub health_window: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { node_id: 1, write_timeout: Duration::from_secs(5), health_window: Duration::from_millis(1500) }
+    }
+}
+
+/// An operation only the leader can carry out; a follower forwards it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum LeaderOp {
+    Write(Command),
+    AddNode { id: NodeId, node: PeerNode },
+    RemoveNode { id: NodeId },
+}
+
+/// Why the leader (or the node that thought it was) did not carry an op out.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum OpError {
+    NotLeader { leader: Option<NodeId> },
+    /// Refused before anything was proposed (e.g. an impossible membership change).
+    Refused { message: String },
+    Unavailable { message: String },
+    /// Proposed, but whether it committed is not known.
+    Unknown { message: String },
+}
+
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::NotLeader { leader: Some(l) } => ApiError::unavailable(format!("node {l} is no longer leader")),
+            OpError::NotLeader { leader: None } => ApiError::unavailable("the cluster has no leader"),
+            OpError::Refused { message } => ApiError::new(409, "failed_precondition", message),
+            OpError::Unavailable { message } => ApiError::unavailable(message),
+            OpError::Unknown { message } => ApiError::unknown_outcome(message),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ClusterConfig,
+    raft: Raft,
+    reader: StateReader,
+    peers: PeerNetworkFactory,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Cluster {
+    pub fn new(config: ClusterConfig, raft: Raft, reader: StateReader, peers: PeerNetworkFactory) -> Self {
+        Cluster { inner: Arc::new(Inner { config, raft, reader, peers }) }
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    pub fn reader(&self) -> &StateReader {
+        &self.inner.reader
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.inner.config.node_id
+    }
+
+    fn metrics(&self) -> RaftMetrics {
+        self.inner.raft.metrics().borrow().clone()
+    }
+
+    /// Proposes a command through the leader, wherever it is.
+    pub async fn write(&self, command: Command) -> Result<Response, ApiError> {
+        command.validate()?;
+        match self.leader_op(LeaderOp::Write(command)).await? {
+            Response::Rejected(r) => Err(r.into()),
+            other => Ok(other),
+        }
+    }
+
+    /// Adds a node: as a learner first (it catches up), then as a voter.
+    pub async fn add_node(&self, id: NodeId, node: PeerNode) -> Result<(), ApiError> {
+        self.leader_op(LeaderOp::AddNode { id, node }).await.map(|_| ())
+    }
+
+    pub async fn remove_node(&self, id: NodeId) -> Result<(), ApiError> {
+        self.leader_op(LeaderOp::RemoveNode { id }).await.map(|_| ())
+    }
+
+    async fn leader_op(&self, op: LeaderOp) -> Result<Response, ApiError> {
+        let deadline = tokio::time::Instant::now() + self.inner.config.write_timeout;
+        loop {
+            let leader = self.wait_for_leader(deadline).await?;
+            let result = if leader == self.node_id() {
+                self.execute_local(op.clone()).await
+            } else {
+                self.forward(leader, &op).await
+            };
+            match result {
+                Ok(response) => return Ok(response),
+                // Leadership moved (or the leader we knew is gone) before anything was
+                // proposed: wait for the next leader, then try again.
+                Err(OpError::NotLeader { .. }) | Err(OpError::Unavailable { .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    let _ = self
+                        .inner
+                        .raft
+                        .wait(Some(Duration::from_millis(300)))
+                        .metrics(|m| m.current_leader.is_some_and(|l| l != leader), "leader change")
+                        .await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn wait_for_leader(&self, deadline: tokio::time::Instant) -> Result<NodeId, ApiError> {
+        if let Some(l) = self.metrics().current_leader {
+            return Ok(l);
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match self.inner.raft.wait(Some(left)).metrics(|m| m.current_leader.is_some(), "a leader").await {
+            Ok(m) => m.current_leader.ok_or_else(|| ApiError::unavailable("the cluster has no leader")),
+            Err(_) => Err(ApiError::unavailable("the cluster has no leader (is a quorum of nodes up?)")),
+        }
+    }
+
+    async fn forward(&self, leader: NodeId, op: &LeaderOp) -> Result<Response, OpError> {
+        let metrics = self.metrics();
+        let node = metrics.membership_config.membership().get_node(&leader).cloned();
+        let Some(node) = node else {
+            return Err(OpError::Unavailable { message: format!("leader {leader} has no known address") });
+        };
+        let payload = codec::encode(op).map_err(|e| OpError::Refused { message: e.to_string() })?;
+        let mut client = self.inner.peers.client(&node.peer_addr).map_err(|e| OpError::Unavailable {
+            message: format!("leader {leader} at {}: {e}", node.peer_addr),
+        })?;
+        let mut request = tonic::Request::new(RaftPayload { payload });
+        request.set_timeout(self.inner.config.write_timeout);
+        match client.forward_write(request).await {
+            Ok(reply) => codec::decode::<Result<Response, OpError>>(&reply.into_inner().payload)
+                .map_err(|e| OpError::Unknown { message: format!("undecodable reply from leader {leader}: {e}") })?,
+            // Nothing reached the leader's service: safe to retry elsewhere.
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                Err(OpError::Unavailable { message: format!("leader {leader} unreachable: {}", status.message()) })
+            }
+            Err(status) => Err(OpError::Unknown {
+                message: format!("forwarded to leader {leader}, outcome unknown: {}", status.message()),
+            }),
+        }
+    }
+
+    /// Carries out `op` on this node, which must be the leader. The leader stamps
+    /// writes with its clock here: entries carry the leader's time (DESIGN.md).
+    pub(crate) async fn execute_local(&self, op: LeaderOp) -> Result<Response, OpError> {
+        let raft = &self.inner.raft;
+        let timeout = self.inner.config.write_timeout;
+        let fut = async {
+            match op {
+                LeaderOp::Write(command) => {
+                    raft.client_write(Request { at_ms: now_ms(), command }).await.map(|r| r.data)
+                }
+                LeaderOp::AddNode { id, node } => {
+                    raft.add_learner(id, node, true).await?;
+                    raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                        .await
+                        .map(|_| Response::Done)
+                }
+                LeaderOp::RemoveNode { id } => {
+                    let membership = self.metrics().membership_config.membership().clone();
+                    let change = if membership.voter_ids().any(|v| v == id) {
+                        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                    } else {
+                        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                    };
+                    // retain = false: a removed voter leaves the cluster, not just the quorum.
+                    raft.change_membership(change, false).await.map(|_| Response::Done)
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(OpError::NotLeader { leader: f.leader_id })
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                Err(OpError::Refused { message: e.to_string() })
+            }
+            Ok(Err(RaftError::Fatal(f))) => Err(OpError::Unavailable { message: format!("raft stopped: {f}") }),
+            Err(_) => Err(OpError::Unknown {
+                message: format!("not committed within {timeout:?}; it may still commit"),
+            }),
+        }
+    }
+
+    /// Waits until local state reflects every write committed before this call,
+    /// asking the leader for its read index when this node is a follower.
+    pub async fn linearize(&self) -> Result<(), ApiError> {
+        let deadline = tokio::time::Instant::now() + self.inner.config.write_timeout;
+        let leader = self.wait_for_leader(deadline).await?;
+        let index = if leader == self.node_id() {
+            let reply = self.read_index_local().await;
+            reply.read_index.ok_or_else(|| ApiError::unavailable(reply.error))?
+        } else {
+            let addr = self
+                .metrics()
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .map(|n| n.peer_addr.clone())
+                .ok_or_else(|| ApiError::unavailable(format!("leader {leader} has no known address")))?;
+            let mut client = self.inner.peers.client(&addr).map_err(|e| ApiError::unavailable(e.to_string()))?;
+            let reply = client
+                .read_index(ReadIndexRequest {})
+                .await
+                .map_err(|s| ApiError::unavailable(format!("leader {leader}: {}", s.message())))?
+                .into_inner();
+            reply.read_index.ok_or_else(|| ApiError::unavailable(reply.error))?
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.inner
+            .raft
+            .wait(Some(left))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map_err(|_| ApiError::unavailable(format!("this node did not apply up to index {index} in time")))?;
+        Ok(())
+    }
+
+    pub(crate) async fn read_index_local(&self) -> ReadIndexReply {
+        match self.inner.raft.ensure_linearizable().await {
+            Ok(log_id) => ReadIndexReply { read_index: Some(log_id.map(|l| l.index).unwrap_or(0)), ..Default::default() },
+            Err(e) => ReadIndexReply {
+                read_index: None,
+                leader_id: self.metrics().current_leader,
+                error: format!("not a confirmed leader: {e}"),
+            },
+        }
+    }
+
+    /// The cluster as the leader sees it; this node's own view when the leader
+    /// cannot be asked.
+    pub async fn status(&self) -> ClusterStatus {
+        let local = self.local_status();
+        match local.leader {
+            Some(l) if l != self.node_id() => self.leader_status(l).await.unwrap_or(local),
+            _ => local,
+        }
+    }
+
+    async fn leader_status(&self, leader: NodeId) -> Option<ClusterStatus> {
+        let addr = self.metrics().membership_config.membership().get_node(&leader)?.peer_addr.clone();
+        let mut client = self.inner.peers.client(&addr).ok()?;
+        let mut request = tonic::Request::new(ClusterStatusRequest {});
+        request.set_timeout(Duration::from_millis(500));
+        let reply = client.cluster_status(request).await.ok()?.into_inner();
+        let mut status: ClusterStatus = serde_json::from_str(&reply.json).ok()?;
+        // The leader's members and health, but this node's own progress.
+        let local = self.local_status();
+        status.node_id = local.node_id;
+        status.last_applied = local.last_applied;
+        status.last_log_index = local.last_log_index;
+        status.snapshot_index = local.snapshot_index;
+        status.purged_index = local.purged_index;
+        Some(status)
+    }
+
+    pub fn local_status(&self) -> ClusterStatus {
+        let m = self.metrics();
+        let me = self.node_id();
+        let is_leader = m.state == ServerState::Leader;
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                addr: node.peer_addr.clone(),
+                api_addr: node.api_addr.clone(),
+                voter: voters.contains(id),
+                healthy: *id == me
+                    || (is_leader && self.inner.peers.health().recent(*id, self.inner.config.health_window)),
+            })
+            .collect();
+        ClusterStatus {
+            node_id: me,
+            leader: m.current_leader,
+            term: m.current_term,
+            members,
+            last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The Raft network over tonic: one lazily connected channel per peer address,
+//! mutual TLS unless the operator chose `--insecure`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use uptime_raft_store::codec;
+use uptime_raft_store::typ::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use uptime_raft_store::{NodeId, PeerNode, TypeConfig};
+
+use crate::pb::peer_client::PeerClient;
+use crate::pb::RaftPayload;
+
+/// The name every node certificate carries and every client expects: peers are
+/// authenticated by the cluster CA, not by host name, so addresses can change.
+pub const PEER_TLS_NAME: &str = "uptime-peer";
+
+/// Certificates for mutual TLS between nodes, PEM encoded.
+#[derive(Clone)]
+pub struct PeerTls {
+    pub ca_pem: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl PeerTls {
+    pub fn client_config(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca_pem))
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .domain_name(PEER_TLS_NAME)
+    }
+
+    pub fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        tonic::transport::ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .client_ca_root(Certificate::from_pem(&self.ca_pem))
+    }
+}
+
+/// When each peer last answered an RPC: the leader's view of member health.
+#[derive(Clone, Default)]
+pub struct PeerHealth {
+    last_ok: Arc<Mutex<HashMap<NodeId, Instant>>>,
+}
+
+impl PeerHealth {
+    fn record(&self, id: NodeId) {
+        self.last_ok.lock().expect("health lock poisoned").insert(id, Instant::now());
+    }
+
+    /// Whether `id` answered within `window`.
+    pub fn recent(&self, id: NodeId, window: Duration) -> bool {
+        self.last_ok.lock().expect("health lock poisoned").get(&id).is_some_and(|t| t.elapsed() <= window)
+    }
+}
+
+/// Builds peer clients for openraft and for forwarding; shares channels by address.
+#[derive(Clone)]
+pub struct PeerNetworkFactory {
+    tls: Option<ClientTlsConfig>,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    health: PeerHealth,
+}
+
+impl PeerNetworkFactory {
+    pub fn new(tls: Option<&PeerTls>, health: PeerHealth) -> Self {
+        PeerNetworkFactory { tls: tls.map(PeerTls::client_config), channels: Default::default(), health }
+    }
+
+    pub fn health(&self) -> &PeerHealth {
+        &self.health
+    }
+
+    /// A gRPC client for the peer at `addr` (`host:port`).
+    pub fn client(&self, addr: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
+        let mut channels = self.channels.lock().expect("channel lock poisoned");
+        if let Some(ch) = channels.get(addr) {
+            return Ok(PeerClient::new(ch.clone()).max_decoding_message_size(MAX_MESSAGE));
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone())?;
+        }
+        let channel = endpoint.connect_lazy();
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(PeerClient::new(channel).max_decoding_message_size(MAX_MESSAGE))
+    }
+}
+
+/// Snapshot chunks and large append batches stay well under this.
+pub(crate) const MAX_MESSAGE: usize = 64 << 20;
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> PeerConnection {
+        PeerConnection { target, addr: node.peer_addr.clone(), factory: self.clone() }
+    }
+}
+
+/// openraft's handle on one peer.
+pub struct PeerConnection {
+    target: NodeId,
+    addr: String,
+    factory: PeerNetworkFactory,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct WireError(String);
+
+impl PeerConnection {
+    /// Sends one Raft RPC and decodes the peer's `Result<Resp, RaftError<E>>`.
+    async fn call<Req, Resp, E>(
+        &self,
+        method: Method,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, PeerNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let payload = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut client = self.factory.client(&self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut request = tonic::Request::new(RaftPayload { payload });
+        request.set_timeout(option.hard_ttl());
+        let reply = match method {
+            Method::Append => client.append_entries(request).await,
+            Method::Vote => client.vote(request).await,
+            Method::Snapshot => client.install_snapshot(request).await,
+        };
+        let reply = reply.map_err(|status| RPCError::Unreachable(Unreachable::new(&status)))?;
+        self.factory.health.record(self.target);
+        let result: Result<Resp, RaftError<NodeId, E>> = codec::decode(&reply.into_inner().payload)
+            .map_err(|e| RPCError::Network(NetworkError::new(&WireError(format!("bad reply from node {}: {e}", self.target)))))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+enum Method {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
+        self.call(Method::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse, RPCError<NodeId, PeerNode, RaftError<NodeId, InstallSnapshotError>>> {
+        self.call(Method::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest,
+        option: RPCOption,
+    ) -> Result<VoteResponse, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
+        self.call(Method::Vote, &rpc, &option).await
+    }
+}

@@ -1,0 +1,285 @@
+//! Node configuration: a TOML file, then `UPTIME_*` environment variables over it.
+//!
+//! Every key can come from the environment: `UPTIME_NODE_ID=2`, nested keys with a
+//! double underscore (`UPTIME_RAFT__HEARTBEAT_MS=100`, `UPTIME_TLS__CA=/etc/ca.pem`).
+//! A value is read as a TOML value when it parses as one (numbers, booleans,
+//! arrays such as `UPTIME_PEERS='[{id = 1, peer_addr = "…", api_addr = "…"}]'`),
+//! and as a string otherwise.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's id, unique in the cluster, from 1.
+    pub node_id: u64,
+    /// Where the Raft log (`raft-log.redb`) and the state (`state/`) live.
+    pub data_dir: PathBuf,
+    /// The API port: REST, status page, metrics.
+    pub api_listen: SocketAddr,
+    /// The peer port: node-to-node gRPC.
+    pub peer_listen: SocketAddr,
+    /// The bearer token of the admin API. Prefer `api_token_file` in production.
+    #[serde(default)]
+    pub api_token: Option<String>,
+    /// A file holding the admin API token (trailing whitespace ignored).
+    #[serde(default)]
+    pub api_token_file: Option<PathBuf>,
+    /// The initial members, the same list on every node. A node in this list
+    /// bootstraps the cluster with it on first start.
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+    /// Start empty and wait to be added (`uptimectl cluster add-node`) instead of
+    /// bootstrapping from `peers`.
+    #[serde(default)]
+    pub join: bool,
+    /// Peer mutual TLS; required unless `insecure`.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// Plaintext between peers. Only for a trusted network or a test.
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default)]
+    pub raft: RaftTimings,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub id: u64,
+    /// `host:port` of its peer listener.
+    pub peer_addr: String,
+    /// Base URL of its API, e.g. `http://10.0.0.2:8080`.
+    pub api_addr: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The cluster CA certificate (PEM); peers must present a certificate it signed.
+    pub ca: PathBuf,
+    /// This node's certificate and key (PEM), from `uptime-node certs node`.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftTimings {
+    /// Leader heartbeat; also how fast followers learn of a new commit index.
+    pub heartbeat_ms: u64,
+    /// A follower that hears no leader for a random time in [min, max) starts an election.
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many entries since the last one.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot, so a slightly lagging follower
+    /// catches up from the log rather than a full snapshot.
+    pub keep_logs: u64,
+}
+
+impl Default for RaftTimings {
+    fn default() -> Self {
+        RaftTimings {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_every: 10_000,
+            keep_logs: 1_000,
+        }
+    }
+}
+
+// === impl Config ===
+
+impl Config {
+    /// The single-node configuration of `uptime-node dev`.
+    pub fn dev(data_dir: PathBuf, api_listen: SocketAddr, token: String) -> Config {
+        let peer_listen = SocketAddr::new(api_listen.ip(), 0);
+        Config {
+            node_id: 1,
+            data_dir,
+            api_listen,
+            peer_listen,
+            api_token: Some(token),
+            api_token_file: None,
+            peers: Vec::new(),
+            join: false,
+            tls: None,
+            insecure: true,
+            raft: RaftTimings::default(),
+        }
+    }
+
+    /// Reads `path`, applies `UPTIME_*` overrides from `env`, and validates.
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
+        apply_env(&mut table, env)?;
+        let mut config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::config(format!("{}: {}", path.display(), e.message())))?;
+        // Relative paths in the file are relative to the file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.data_dir = base.join(&config.data_dir);
+        config.api_token_file = config.api_token_file.map(|p| base.join(p));
+        if let Some(tls) = &mut config.tls {
+            tls.ca = base.join(&tls.ca);
+            tls.cert = base.join(&tls.cert);
+            tls.key = base.join(&tls.key);
+        }
+        config.validate()
+    }
+
+    pub fn validate(self) -> Result<Config, Error> {
+        if self.node_id == 0 {
+            return Err(Error::config("node_id: node ids start at 1"));
+        }
+        if self.tls.is_none() && !self.insecure {
+            return Err(Error::config(
+                "tls: peer mutual TLS is required; create certificates with `uptime-node certs init-ca` and \
+                 `uptime-node certs node`, or set insecure = true for a trusted test network",
+            ));
+        }
+        if self.api_token.is_some() && self.api_token_file.is_some() {
+            return Err(Error::config("api_token and api_token_file: set one, not both"));
+        }
+        if self.api_token.is_none() && self.api_token_file.is_none() {
+            return Err(Error::config("api_token_file: the admin API needs a token"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &self.peers {
+            if p.id == 0 || !seen.insert(p.id) {
+                return Err(Error::config(format!("peers: id {} is zero or repeated", p.id)));
+            }
+            if !p.peer_addr.contains(':') {
+                return Err(Error::config(format!("peers: peer_addr {:?} is not host:port", p.peer_addr)));
+            }
+            if !(p.api_addr.starts_with("http://") || p.api_addr.starts_with("https://")) {
+                return Err(Error::config(format!("peers: api_addr {:?} is not an http(s):// URL", p.api_addr)));
+            }
+        }
+        if !self.join && !self.peers.is_empty() && !seen.contains(&self.node_id) {
+            return Err(Error::config(format!(
+                "peers: node {} is not in the peer list; list it, or set join = true to be added later",
+                self.node_id
+            )));
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms || r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return Err(Error::config("raft: need 0 < heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms"));
+        }
+        if r.snapshot_every == 0 {
+            return Err(Error::config("raft: snapshot_every must be at least 1"));
+        }
+        Ok(self)
+    }
+
+    /// The admin token, from the config or its file.
+    pub fn token(&self) -> Result<String, Error> {
+        match (&self.api_token, &self.api_token_file) {
+            (Some(t), _) => Ok(t.clone()),
+            (None, Some(path)) => {
+                let t = std::fs::read_to_string(path).map_err(|source| Error::ReadFile { path: path.clone(), source })?;
+                let t = t.trim().to_string();
+                if t.is_empty() {
+                    return Err(Error::config(format!("api_token_file: {} is empty", path.display())));
+                }
+                Ok(t)
+            }
+            (None, None) => Err(Error::config("api_token_file: the admin API needs a token")),
+        }
+    }
+}
+
+/// `UPTIME_*` variables that are not config keys: the config file's path and the log filter.
+const NOT_CONFIG_KEYS: [&str; 2] = ["CONFIG", "LOG"];
+
+fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), Error> {
+    for (key, value) in env {
+        let Some(path) = key.strip_prefix("UPTIME_") else { continue };
+        // Read by the binary itself, not config keys.
+        if NOT_CONFIG_KEYS.contains(&path) {
+            continue;
+        }
+        let parts: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        if parts.iter().any(String::is_empty) {
+            return Err(Error::config(format!("{key}: malformed variable name")));
+        }
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        let mut cursor = &mut *table;
+        for part in &parts[..parts.len() - 1] {
+            let entry = cursor.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            cursor = entry
+                .as_table_mut()
+                .ok_or_else(|| Error::config(format!("{key}: {part} is not a table")))?;
+        }
+        cursor.insert(parts[parts.len() - 1].clone(), parsed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("node.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const BASE: &str = r#"
+node_id = 1
+data_dir = "data"
+api_listen = "127.0.0.1:8080"
+peer_listen = "127.0.0.1:7080"
+api_token = "t0ken"
+insecure = true
+peers = [{ id = 1, peer_addr = "127.0.0.1:7080", api_addr = "http://127.0.0.1:8080" }]
+"#;
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), BASE);
+        let env = [
+            ("UPTIME_NODE_ID".to_string(), "2".to_string()),
+            ("UPTIME_JOIN".to_string(), "true".to_string()),
+            ("UPTIME_RAFT__HEARTBEAT_MS".to_string(), "50".to_string()),
+            ("UPTIME_API_TOKEN".to_string(), "from env".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let c = Config::load(&path, env).unwrap();
+        assert_eq!(c.node_id, 2);
+        assert!(c.join);
+        assert_eq!(c.raft.heartbeat_ms, 50);
+        assert_eq!(c.api_token.as_deref(), Some("from env"));
+        assert_eq!(c.data_dir, dir.path().join("data"));
+    }
+
+    #[test]
+    fn bad_configs_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        for (edit, needle) in [
+            (BASE.replace("insecure = true", ""), "tls"),
+            (BASE.replace("node_id = 1", "node_id = 3"), "not in the peer list"),
+            (BASE.replace("api_token = \"t0ken\"", ""), "token"),
+            (format!("{BASE}\nbogus = 1"), "bogus"),
+            (BASE.replace("127.0.0.1:8080\"\npeer", "nope\"\npeer"), "api_listen"),
+        ] {
+            let path = write(dir.path(), &edit);
+            let err = Config::load(&path, []).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle:?} not in {err:?}");
+        }
+    }
+}
