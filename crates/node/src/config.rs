@@ -122,9 +122,14 @@ impl Config {
         let mut table: toml::Table =
             toml::from_str(&text).map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
         apply_env(&mut table, env)?;
-        let mut config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::config(format!("{}: {}", path.display(), e.message())))?;
+        let mut config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+            // Values carry no positions; the file's own text does, so point at the line
+            // when the file alone is at fault, and at the environment otherwise.
+            match toml::from_str::<Config>(&text) {
+                Err(file_err) => Error::config(format!("{}: {}", path.display(), located(&text, &file_err))),
+                Ok(_) => Error::config(format!("{} with UPTIME_* overrides: {}", path.display(), e.message())),
+            }
+        })?;
         // Relative paths in the file are relative to the file.
         let base = path.parent().unwrap_or(Path::new("."));
         config.data_dir = base.join(&config.data_dir);
@@ -195,6 +200,18 @@ impl Config {
             }
             (None, None) => Err(Error::config("api_token_file: the admin API needs a token")),
         }
+    }
+}
+
+/// "line N (`text`): message" for a TOML error, on one line.
+fn located(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+            format!("line {line_no} ({line}): {}", e.message())
+        }
+        None => e.message().to_string(),
     }
 }
 

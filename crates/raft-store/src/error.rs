@@ -9,6 +9,8 @@ use crate::codec::CodecError;
 pub enum Error {
     #[error("cannot open {path}: {source} (is the file truncated or corrupt? restore it from a snapshot or replace the node)")]
     Open { path: PathBuf, source: redb::DatabaseError },
+    #[error("cannot open {path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
     #[error("storage: {source}")]
     Storage {
         #[from]

@@ -40,6 +40,7 @@ pub struct LogStore {
 
 impl LogStore {
     pub fn open(path: &Path) -> Result<LogStore, Error> {
+        refuse_empty_file(path)?;
         let db = Database::create(path).map_err(|source| Error::Open { path: path.to_owned(), source })?;
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(LOG).map_err(db_err)?;
@@ -129,6 +130,19 @@ impl LogStore {
             Ok(result) => result,
             Err(join) => Err(Error::Task { message: join.to_string() }),
         }
+    }
+}
+
+/// redb turns an empty file into a fresh database; for a store that existed, an
+/// empty file means it was truncated, and starting empty would lose acknowledged
+/// entries. Only a missing file starts fresh.
+pub(crate) fn refuse_empty_file(path: &Path) -> Result<(), Error> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() == 0 => Err(Error::Corrupt {
+            path: path.to_owned(),
+            reason: "the file is empty (truncated?); restore it, or delete the node's data and add it back".into(),
+        }),
+        _ => Ok(()),
     }
 }
 

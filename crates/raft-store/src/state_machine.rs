@@ -88,6 +88,7 @@ impl StateMachineStore {
     pub fn open(dir: &Path) -> Result<StateMachineStore, Error> {
         std::fs::create_dir_all(dir).map_err(|source| Error::SnapshotFile { path: dir.to_owned(), source })?;
         let path = dir.join(STATE_FILE);
+        crate::log_store::refuse_empty_file(&path)?;
         let db = Database::create(&path).map_err(|source| Error::Open { path: path.clone(), source })?;
         let txn = db.begin_write().map_err(db_)?;
         txn.open_table(META).map_err(db_)?;

@@ -1,0 +1,281 @@
+//! Real `uptime-node` processes on loopback for the cluster tests: each node gets
+//! its own data dir, config file, certificate and free ports. Every wait is a
+//! bounded poll of what an operator would look at (the API), never a fixed sleep.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+use uptime_api::dto::{AddNode, ClusterStatus, CreateMonitor, MonitorView};
+use uptime_api::Client;
+
+pub const TOKEN: &str = "test-token-0123456789";
+
+pub struct NodeProc {
+    pub id: u64,
+    pub dir: PathBuf,
+    pub peer_addr: String,
+    pub api_url: String,
+    child: Option<Child>,
+}
+
+pub struct TestCluster {
+    pub root: TempDir,
+    pub nodes: BTreeMap<u64, NodeProc>,
+    /// Extra raft settings for every node's config (TOML lines under [raft]).
+    raft_toml: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl TestCluster {
+    /// Starts `n` nodes bootstrapping from the same peer list.
+    pub async fn start(n: u64) -> TestCluster {
+        TestCluster::start_with(n, "").await
+    }
+
+    pub async fn start_with(n: u64, raft_toml: &str) -> TestCluster {
+        let root = tempfile::tempdir().unwrap();
+        uptime_node::certs::init_ca(&root.path().join("certs")).unwrap();
+        let mut cluster = TestCluster { root, nodes: BTreeMap::new(), raft_toml: raft_toml.to_string() };
+        for id in 1..=n {
+            cluster.prepare(id);
+        }
+        let peers = cluster.peer_list();
+        for id in 1..=n {
+            cluster.write_config(id, &peers, false);
+            cluster.spawn(id);
+        }
+        cluster.wait_healthy(n as usize).await;
+        cluster
+    }
+
+    fn prepare(&mut self, id: u64) {
+        let dir = self.root.path().join(format!("node{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        uptime_node::certs::issue_node(&self.root.path().join("certs"), id, &["127.0.0.1".into()]).unwrap();
+        let node = NodeProc {
+            id,
+            dir,
+            peer_addr: format!("127.0.0.1:{}", free_port()),
+            api_url: format!("http://127.0.0.1:{}", free_port()),
+            child: None,
+        };
+        self.nodes.insert(id, node);
+    }
+
+    fn peer_list(&self) -> String {
+        let entries: Vec<String> = self
+            .nodes
+            .values()
+            .map(|n| format!("{{ id = {}, peer_addr = \"{}\", api_addr = \"{}\" }}", n.id, n.peer_addr, n.api_url))
+            .collect();
+        format!("[{}]", entries.join(", "))
+    }
+
+    fn write_config(&self, id: u64, peers: &str, join: bool) {
+        let n = &self.nodes[&id];
+        let certs = self.root.path().join("certs");
+        let config = format!(
+            r#"node_id = {id}
+data_dir = "data"
+api_listen = "{api}"
+peer_listen = "{peer}"
+api_token = "{TOKEN}"
+join = {join}
+peers = {peers}
+
+[tls]
+ca = "{ca}"
+cert = "{cert}"
+key = "{key}"
+
+[raft]
+{raft}
+"#,
+            api = n.api_url.trim_start_matches("http://"),
+            peer = n.peer_addr,
+            ca = certs.join("ca.pem").display(),
+            cert = certs.join(format!("node{id}.pem")).display(),
+            key = certs.join(format!("node{id}.key")).display(),
+            raft = self.raft_toml,
+        );
+        std::fs::write(n.dir.join("config.toml"), config).unwrap();
+    }
+
+    /// Starts (or restarts) node `id` from its config and data.
+    pub fn spawn(&mut self, id: u64) {
+        let n = self.nodes.get_mut(&id).unwrap();
+        assert!(n.child.is_none(), "node {id} is already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(n.dir.join("log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_uptime-node"))
+            .args(["run", "--config"])
+            .arg(n.dir.join("config.toml"))
+            .env("UPTIME_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        n.child = Some(child);
+    }
+
+    /// Adds a fresh node that waits to be added (join = true) and starts it.
+    pub fn spawn_joiner(&mut self, id: u64) {
+        self.prepare(id);
+        self.write_config(id, "[]", true);
+        self.spawn(id);
+    }
+
+    pub fn add_node_body(&self, id: u64) -> AddNode {
+        let n = &self.nodes[&id];
+        AddNode { id, peer_addr: n.peer_addr.clone(), api_addr: n.api_url.clone() }
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, id: u64) {
+        let mut child = self.nodes.get_mut(&id).unwrap().child.take().expect("node running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM, and the exit status once it has stopped (bounded wait).
+    pub async fn terminate(&mut self, id: u64) -> ExitStatus {
+        let mut child = self.nodes.get_mut(&id).unwrap().child.take().expect("node running");
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        wait_until("node to exit after SIGTERM", Duration::from_secs(20), || {
+            let done = child.try_wait().unwrap();
+            async move { done }
+        })
+        .await
+    }
+
+    pub fn client(&self, id: u64) -> Client {
+        Client::new(&self.nodes[&id].api_url, Some(TOKEN.into())).unwrap()
+    }
+
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.nodes[&id].dir.join("log")).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.nodes[&id].dir.join("data")
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes.values().filter(|n| n.child.is_some()).map(|n| n.id).collect()
+    }
+
+    /// Waits until some running node reports a leader and `n` healthy members.
+    pub async fn wait_healthy(&self, n: usize) -> ClusterStatus {
+        let running = self.running();
+        wait_until(&format!("a leader and {n} healthy members"), Duration::from_secs(30), || {
+            let clients: Vec<Client> = running.iter().map(|id| self.client(*id)).collect();
+            async move {
+                for c in clients {
+                    if let Ok(s) = c.cluster_status().await {
+                        if s.leader.is_some() && s.members.iter().filter(|m| m.healthy).count() >= n {
+                            return Some(s);
+                        }
+                    }
+                }
+                None
+            }
+        })
+        .await
+    }
+
+    /// The leader as seen by node `via`, once it knows one other than `not`.
+    pub async fn leader(&self, via: u64, not: Option<u64>) -> u64 {
+        let c = self.client(via);
+        wait_until("a leader", Duration::from_secs(20), || {
+            let c = c.clone();
+            async move { c.cluster_status().await.ok().and_then(|s| s.leader).filter(|l| Some(*l) != not) }
+        })
+        .await
+    }
+
+    pub async fn wait_for_monitor(&self, id: u64, name: &str) -> MonitorView {
+        let c = self.client(id);
+        wait_until(&format!("monitor {name} on node {id}"), Duration::from_secs(30), || {
+            let c = c.clone();
+            async move { c.get_monitor(name).await.ok() }
+        })
+        .await
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for n in self.nodes.values_mut() {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+pub fn monitor(name: &str) -> CreateMonitor {
+    CreateMonitor {
+        name: name.into(),
+        kind: "http".into(),
+        target: "http://127.0.0.1:9/".into(),
+        interval: Some("60s".into()),
+        timeout: None,
+        expect: vec![],
+        public: false,
+        paused: false,
+        tags: vec![],
+    }
+}
+
+/// Polls `f` every 50 ms until it yields a value; panics after `limit`.
+pub async fn wait_until<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs `uptime-node run` on a config and returns its exit status and stderr,
+/// or `None` if it was still running after `limit` (it is then killed).
+pub async fn run_until_exit(config: &Path, limit: Duration) -> Option<(ExitStatus, String)> {
+    let err_path = config.with_extension("stderr");
+    let err = std::fs::File::create(&err_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uptime-node"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some((status, std::fs::read_to_string(&err_path).unwrap()));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

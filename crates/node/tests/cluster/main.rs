@@ -1,0 +1,231 @@
+//! Cluster formation, replication, failover, snapshots, membership and restarts,
+//! with real `uptime-node` processes over mutual TLS on loopback.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{monitor, run_until_exit, wait_until, TestCluster};
+use uptime_api::ClientError;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t10_three_nodes_elect_a_leader_and_replicate_a_write_made_through_a_follower() {
+    let cluster = TestCluster::start(3).await;
+    let status = cluster.wait_healthy(3).await;
+    let leader = status.leader.unwrap();
+    assert_eq!(status.members.len(), 3);
+    assert!(status.members.iter().all(|m| m.voter));
+
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let created = cluster.client(follower).create_monitor(&monitor("through-follower")).await.unwrap();
+    assert_eq!(created.name, "through-follower");
+    assert_eq!(created.state, "unknown");
+
+    for id in 1..=3 {
+        let m = cluster.wait_for_monitor(id, "through-follower").await;
+        assert_eq!(m.id, created.id);
+    }
+    // A linearizable read on a follower sees the write without waiting.
+    let listed = cluster.client(follower).list_monitors(true).await.unwrap();
+    assert!(listed.iter().any(|m| m.name == "through-follower"));
+
+    // Bad input is refused with a 4xx and changes nothing.
+    let mut bad = monitor("bad");
+    bad.target = "ftp://nope".into();
+    match cluster.client(follower).create_monitor(&bad).await {
+        Err(ClientError::Api { status: 400, field, .. }) => assert_eq!(field.as_deref(), Some("url")),
+        other => panic!("expected a 400, got {other:?}"),
+    }
+    match cluster.client(leader).create_monitor(&monitor("through-follower")).await {
+        Err(ClientError::Api { status: 409, .. }) => {}
+        other => panic!("expected a 409 for a duplicate name, got {other:?}"),
+    }
+    assert_eq!(cluster.client(leader).list_monitors(true).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_kill_9_of_the_leader_elects_another_and_the_restarted_node_catches_up() {
+    let mut cluster = TestCluster::start(3).await;
+    let old = cluster.leader(1, None).await;
+    cluster.client(old).create_monitor(&monitor("before")).await.unwrap();
+
+    cluster.kill(old);
+    let other = (1..=3).find(|id| *id != old).unwrap();
+    let new = cluster.leader(other, Some(old)).await;
+    assert_ne!(new, old);
+    let c = cluster.client(other);
+    wait_until("a write after failover", Duration::from_secs(20), || {
+        let c = c.clone();
+        async move { c.create_monitor(&monitor("after")).await.ok() }
+    })
+    .await;
+
+    cluster.spawn(old);
+    cluster.wait_for_monitor(old, "after").await;
+    cluster.wait_for_monitor(old, "before").await;
+    // Same applied index, same state hash, on every node.
+    let hashes = wait_until("equal state hashes", Duration::from_secs(20), || {
+        let clients: Vec<_> = (1..=3).map(|id| cluster.client(id)).collect();
+        async move {
+            let mut hs = Vec::new();
+            for c in clients {
+                hs.push(c.state_hash().await.ok()?);
+            }
+            hs.windows(2).all(|w| w[0] == w[1]).then_some(hs)
+        }
+    })
+    .await;
+    assert!(hashes[0].applied_index > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_a_node_behind_the_purged_log_catches_up_by_snapshot() {
+    // Snapshot every 20 entries and keep no log behind it, so the leader purges
+    // what the stopped node would need.
+    let mut cluster = TestCluster::start_with(3, "snapshot_every = 20\nkeep_logs = 0").await;
+    let leader = cluster.leader(1, None).await;
+    let lagging = (1..=3).find(|id| *id != leader).unwrap();
+    let before = cluster.client(lagging).cluster_status().await.unwrap().last_applied;
+    assert_eq!(cluster.terminate(lagging).await.code(), Some(0));
+
+    let c = cluster.client(leader);
+    for i in 0..60 {
+        c.create_monitor(&monitor(&format!("m{i}"))).await.unwrap();
+    }
+    let purged = wait_until("the leader to purge its log", Duration::from_secs(20), || {
+        let c = c.clone();
+        async move { c.cluster_status().await.ok()?.purged_index.filter(|p| *p > before) }
+    })
+    .await;
+    assert!(purged > before, "purged {purged} should pass the lagging node's {before}");
+
+    cluster.spawn(lagging);
+    cluster.wait_for_monitor(lagging, "m59").await;
+    let status = cluster.client(lagging).cluster_status().await.unwrap();
+    assert!(status.snapshot_index.is_some(), "the lagging node should hold the installed snapshot: {status:?}");
+    assert_eq!(cluster.client(lagging).list_monitors(false).await.unwrap().len(), 60);
+    assert!(cluster.log(lagging).contains("uptime-node starting"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t40_add_a_node_remove_one_and_replace_a_dead_one() {
+    let mut cluster = TestCluster::start(3).await;
+    cluster.client(1).create_monitor(&monitor("seed")).await.unwrap();
+
+    // Add a 4th node at runtime, through any node.
+    cluster.spawn_joiner(4);
+    let status = cluster.client(2).add_node(&cluster.add_node_body(4)).await.unwrap();
+    assert_eq!(status.members.iter().filter(|m| m.voter).count(), 4, "{status:?}");
+    cluster.wait_for_monitor(4, "seed").await;
+    cluster.wait_healthy(4).await;
+
+    // Remove one (node 3).
+    let status = cluster.client(1).remove_node(3).await.unwrap();
+    assert!(status.members.iter().all(|m| m.id != 3), "{status:?}");
+    assert_eq!(cluster.terminate(3).await.code(), Some(0));
+
+    // Node 2 dies for good; a fresh node 5 replaces it.
+    cluster.kill(2);
+    cluster.spawn_joiner(5);
+    cluster.client(1).add_node(&cluster.add_node_body(5)).await.unwrap();
+    let status = cluster.client(4).remove_node(2).await.unwrap();
+    let ids: Vec<u64> = status.members.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![1, 4, 5], "{status:?}");
+
+    cluster.client(5).create_monitor(&monitor("after-replace")).await.unwrap();
+    for id in [1, 4, 5] {
+        cluster.wait_for_monitor(id, "after-replace").await;
+        cluster.wait_for_monitor(id, "seed").await;
+    }
+    cluster.wait_healthy(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_restarting_every_node_keeps_the_state() {
+    let mut cluster = TestCluster::start(3).await;
+    for i in 0..5 {
+        cluster.client(1).create_monitor(&monitor(&format!("keep{i}"))).await.unwrap();
+    }
+    let hash = cluster.client(cluster.leader(1, None).await).state_hash().await.unwrap();
+    for id in 1..=3 {
+        // Graceful shutdown: SIGTERM exits 0.
+        assert_eq!(cluster.terminate(id).await.code(), Some(0), "node {id} log:\n{}", cluster.log(id));
+    }
+    for id in 1..=3 {
+        cluster.spawn(id);
+    }
+    cluster.wait_healthy(3).await;
+    for id in 1..=3 {
+        assert_eq!(cluster.client(id).list_monitors(true).await.unwrap().len(), 5);
+        let h = cluster.client(id).state_hash().await.unwrap();
+        // A new leader adds a blank entry, so the index moves; the state does not.
+        assert_eq!(h.hash, hash.hash);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t55_a_corrupt_or_truncated_store_is_a_clear_error_at_startup() {
+    let mut cluster = TestCluster::start(1).await;
+    cluster.client(1).create_monitor(&monitor("x")).await.unwrap();
+    assert_eq!(cluster.terminate(1).await.code(), Some(0));
+    let config = cluster.nodes[&1].dir.join("config.toml");
+
+    let log_file = cluster.data_dir(1).join("raft-log.redb");
+    let good = std::fs::read(&log_file).unwrap();
+    for (what, bytes) in [
+        ("truncated", good[..good.len() / 3].to_vec()),
+        ("garbage", good.iter().enumerate().map(|(i, b)| if i % 7 == 0 { !b } else { *b }).collect()),
+        ("empty", Vec::new()),
+    ] {
+        std::fs::write(&log_file, &bytes).unwrap();
+        let (status, stderr) = run_until_exit(&config, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|| panic!("{what}: the node kept running on a corrupt log"));
+        assert!(!status.success(), "{what}: exit status {status}");
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+        assert!(stderr.contains("raft-log.redb"), "{what}: the error should name the file: {stderr}");
+    }
+    std::fs::write(&log_file, &good).unwrap();
+    cluster.spawn(1);
+    cluster.wait_for_monitor(1, "x").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_a_peer_with_a_certificate_from_another_ca_is_refused() {
+    let cluster = TestCluster::start(1).await;
+    let addr = cluster.nodes[&1].peer_addr.clone();
+
+    let foreign = tempfile::tempdir().unwrap();
+    uptime_node::certs::init_ca(foreign.path()).unwrap();
+    uptime_node::certs::issue_node(foreign.path(), 9, &["127.0.0.1".into()]).unwrap();
+    let read = |dir: &std::path::Path, f: &str| std::fs::read(dir.join(f)).unwrap();
+    let ours = cluster.root.path().join("certs");
+    uptime_node::certs::issue_node(&ours, 8, &["127.0.0.1".into()]).unwrap();
+
+    let call = |tls: Option<uptime_api::PeerTls>| {
+        let addr = addr.clone();
+        async move {
+            let factory = uptime_api::PeerNetworkFactory::new(tls.as_ref(), Default::default());
+            let mut client = factory.client(&addr).unwrap();
+            let mut req = tonic::Request::new(uptime_api::pb::ClusterStatusRequest {});
+            req.set_timeout(Duration::from_secs(5));
+            client.cluster_status(req).await
+        }
+    };
+    // A certificate from our CA is accepted.
+    let member = uptime_api::PeerTls {
+        ca_pem: read(&ours, "ca.pem"),
+        cert_pem: read(&ours, "node8.pem"),
+        key_pem: read(&ours, "node8.key"),
+    };
+    call(Some(member)).await.expect("a peer with our CA's certificate is accepted");
+    // One from another CA, trusting ours (so only the node's check can refuse it).
+    let stranger = uptime_api::PeerTls {
+        ca_pem: read(&ours, "ca.pem"),
+        cert_pem: read(foreign.path(), "node9.pem"),
+        key_pem: read(foreign.path(), "node9.key"),
+    };
+    assert!(call(Some(stranger)).await.is_err(), "a foreign CA's certificate must be refused");
+    // No certificate at all (plaintext).
+    assert!(call(None).await.is_err(), "plaintext must be refused");
+}
