@@ -148,9 +148,13 @@ impl Client {
     }
 
     pub async fn delete_monitor(&self, id_or_name: &str) -> Result<(), ClientError> {
-        self.request::<(), serde_json::Value>(Method::DELETE, &format!("/api/v1/monitors/{}", encode_path(id_or_name)), None)
-            .await
-            .map(|_| ())
+        self.request::<(), serde_json::Value>(
+            Method::DELETE,
+            &format!("/api/v1/monitors/{}", encode_path(id_or_name)),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 }
 

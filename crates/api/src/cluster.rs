@@ -44,12 +44,20 @@ pub(crate) enum LeaderOp {
 /// Why the leader (or the node that thought it was) did not carry an op out.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum OpError {
-    NotLeader { leader: Option<NodeId> },
+    NotLeader {
+        leader: Option<NodeId>,
+    },
     /// Refused before anything was proposed (e.g. an impossible membership change).
-    Refused { message: String },
-    Unavailable { message: String },
+    Refused {
+        message: String,
+    },
+    Unavailable {
+        message: String,
+    },
     /// Proposed, but whether it committed is not known.
-    Unknown { message: String },
+    Unknown {
+        message: String,
+    },
 }
 
 impl From<OpError> for ApiError {
@@ -165,9 +173,11 @@ impl Cluster {
             return Err(OpError::Unavailable { message: format!("leader {leader} has no known address") });
         };
         let payload = codec::encode(op).map_err(|e| OpError::Refused { message: e.to_string() })?;
-        let mut client = self.inner.peers.client(&node.peer_addr).map_err(|e| OpError::Unavailable {
-            message: format!("leader {leader} at {}: {e}", node.peer_addr),
-        })?;
+        let mut client = self
+            .inner
+            .peers
+            .client(&node.peer_addr)
+            .map_err(|e| OpError::Unavailable { message: format!("leader {leader} at {}: {e}", node.peer_addr) })?;
         let mut request = tonic::Request::new(RaftPayload { payload });
         request.set_timeout(self.inner.config.write_timeout);
         match client.forward_write(request).await {
@@ -220,9 +230,9 @@ impl Cluster {
                 Err(OpError::Refused { message: e.to_string() })
             }
             Ok(Err(RaftError::Fatal(f))) => Err(OpError::Unavailable { message: format!("raft stopped: {f}") }),
-            Err(_) => Err(OpError::Unknown {
-                message: format!("not committed within {timeout:?}; it may still commit"),
-            }),
+            Err(_) => {
+                Err(OpError::Unknown { message: format!("not committed within {timeout:?}; it may still commit") })
+            }
         }
     }
 
@@ -262,7 +272,9 @@ impl Cluster {
 
     pub(crate) async fn read_index_local(&self) -> ReadIndexReply {
         match self.inner.raft.ensure_linearizable().await {
-            Ok(log_id) => ReadIndexReply { read_index: Some(log_id.map(|l| l.index).unwrap_or(0)), ..Default::default() },
+            Ok(log_id) => {
+                ReadIndexReply { read_index: Some(log_id.map(|l| l.index).unwrap_or(0)), ..Default::default() }
+            }
             Err(e) => ReadIndexReply {
                 read_index: None,
                 leader_id: self.metrics().current_leader,

@@ -86,7 +86,9 @@ impl From<uptime_raft_store::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = ErrorEnvelope { error: ErrorBody { code: self.code.to_string(), message: self.message, field: self.field } };
+        let body = ErrorEnvelope {
+            error: ErrorBody { code: self.code.to_string(), message: self.message, field: self.field },
+        };
         (status, Json(body)).into_response()
     }
 }

@@ -146,8 +146,9 @@ impl PeerConnection {
         };
         let reply = reply.map_err(|status| RPCError::Unreachable(Unreachable::new(&status)))?;
         self.factory.health.record(self.target);
-        let result: Result<Resp, RaftError<NodeId, E>> = codec::decode(&reply.into_inner().payload)
-            .map_err(|e| RPCError::Network(NetworkError::new(&WireError(format!("bad reply from node {}: {e}", self.target)))))?;
+        let result: Result<Resp, RaftError<NodeId, E>> = codec::decode(&reply.into_inner().payload).map_err(|e| {
+            RPCError::Network(NetworkError::new(&WireError(format!("bad reply from node {}: {e}", self.target))))
+        })?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

@@ -60,7 +60,10 @@ impl Peer for PeerService {
         Ok(Response::new(self.cluster.read_index_local().await))
     }
 
-    async fn cluster_status(&self, _req: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatusReply>, Status> {
+    async fn cluster_status(
+        &self,
+        _req: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusReply>, Status> {
         let status = self.cluster.local_status();
         let json = serde_json::to_string(&status).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ClusterStatusReply { json }))

@@ -14,7 +14,7 @@ use uptime_probe::{CheckSpec, HttpSpec};
 use uptime_raft_store::{Command, MonitorDraft, PeerNode, Response as SmResponse};
 
 use crate::cluster::Cluster;
-use crate::dto::{AddNode, ClusterStatus, CreateMonitor, MonitorView, StateHashView};
+use crate::dto::{AddNode, ClusterStatus, CreateMonitor, MonitorView, Setting, SettingValue, StateHashView};
 use crate::error::ApiError;
 
 #[derive(Clone)]
@@ -32,6 +32,7 @@ pub fn router(cluster: Cluster, token: &str) -> Router {
         .route("/api/v1/cluster/state-hash", get(state_hash))
         .route("/api/v1/cluster/nodes", axum::routing::post(add_node))
         .route("/api/v1/cluster/nodes/{id}", delete(remove_node))
+        .route("/api/v1/settings/{key}", get(get_setting).put(put_setting))
         .route("/api/v1/monitors", get(list_monitors).post(create_monitor))
         .route("/api/v1/monitors/{id}", get(get_monitor).delete(delete_monitor))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -44,11 +45,8 @@ pub fn router(cluster: Cluster, token: &str) -> Router {
 }
 
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let presented =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match presented {
         Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => next.run(req).await,
         _ => ApiError::unauthorized().into_response(),
@@ -113,7 +111,10 @@ async fn state_hash(
     Ok(Json(StateHashView { applied_index: h.applied_index, hash: h.hash }))
 }
 
-async fn add_node(State(state): State<AppState>, JsonBody(body): JsonBody<AddNode>) -> Result<Json<ClusterStatus>, ApiError> {
+async fn add_node(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<AddNode>,
+) -> Result<Json<ClusterStatus>, ApiError> {
     if body.id == 0 {
         return Err(ApiError::invalid("id", "node ids start at 1"));
     }
@@ -141,6 +142,27 @@ async fn remove_node(State(state): State<AppState>, Path(id): Path<String>) -> R
     Ok(Json(state.cluster.status().await))
 }
 
+async fn get_setting(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(opts): Query<ReadOptions>,
+) -> Result<Json<Setting>, ApiError> {
+    opts.apply(&state.cluster).await?;
+    match state.cluster.reader().setting(&key)? {
+        Some(value) => Ok(Json(Setting { key, value })),
+        None => Err(ApiError::not_found(format!("no setting {key:?}"))),
+    }
+}
+
+async fn put_setting(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    JsonBody(body): JsonBody<SettingValue>,
+) -> Result<Json<Setting>, ApiError> {
+    state.cluster.write(Command::SetSetting { key: key.clone(), value: body.value.clone() }).await?;
+    Ok(Json(Setting { key, value: body.value }))
+}
+
 async fn list_monitors(
     State(state): State<AppState>,
     Query(opts): Query<ReadOptions>,
@@ -163,11 +185,8 @@ async fn get_monitor(
 }
 
 async fn delete_monitor(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let monitor = state
-        .cluster
-        .reader()
-        .find_monitor(&id)?
-        .ok_or_else(|| ApiError::not_found(format!("no monitor {id:?}")))?;
+    let monitor =
+        state.cluster.reader().find_monitor(&id)?.ok_or_else(|| ApiError::not_found(format!("no monitor {id:?}")))?;
     state.cluster.write(Command::DeleteMonitor { id: monitor.id }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -185,7 +204,8 @@ async fn create_monitor(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateMonitor>,
 ) -> Result<(StatusCode, Json<MonitorView>), ApiError> {
-    let mut check = CheckSpec::from_target(&body.kind, &body.target).map_err(|e| ApiError::invalid(e.field, e.to_string()))?;
+    let mut check =
+        CheckSpec::from_target(&body.kind, &body.target).map_err(|e| ApiError::invalid(e.field, e.to_string()))?;
     if !body.expect.is_empty() {
         match &mut check {
             CheckSpec::Http(HttpSpec { expect_status, .. }) => expect_status.clone_from(&body.expect),
@@ -210,4 +230,3 @@ async fn create_monitor(
         other => Err(ApiError::internal(format!("unexpected answer from apply: {other:?}"))),
     }
 }
-

@@ -177,8 +177,13 @@ impl Config {
             )));
         }
         let r = &self.raft;
-        if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms || r.election_timeout_max_ms <= r.election_timeout_min_ms {
-            return Err(Error::config("raft: need 0 < heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms"));
+        if r.heartbeat_ms == 0
+            || r.election_timeout_min_ms <= r.heartbeat_ms
+            || r.election_timeout_max_ms <= r.election_timeout_min_ms
+        {
+            return Err(Error::config(
+                "raft: need 0 < heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms",
+            ));
         }
         if r.snapshot_every == 0 {
             return Err(Error::config("raft: snapshot_every must be at least 1"));
@@ -191,7 +196,8 @@ impl Config {
         match (&self.api_token, &self.api_token_file) {
             (Some(t), _) => Ok(t.clone()),
             (None, Some(path)) => {
-                let t = std::fs::read_to_string(path).map_err(|source| Error::ReadFile { path: path.clone(), source })?;
+                let t =
+                    std::fs::read_to_string(path).map_err(|source| Error::ReadFile { path: path.clone(), source })?;
                 let t = t.trim().to_string();
                 if t.is_empty() {
                     return Err(Error::config(format!("api_token_file: {} is empty", path.display())));
@@ -220,7 +226,9 @@ const NOT_CONFIG_KEYS: [&str; 2] = ["CONFIG", "LOG"];
 
 fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), Error> {
     for (key, value) in env {
-        let Some(path) = key.strip_prefix("UPTIME_") else { continue };
+        let Some(path) = key.strip_prefix("UPTIME_") else {
+            continue;
+        };
         // Read by the binary itself, not config keys.
         if NOT_CONFIG_KEYS.contains(&path) {
             continue;
@@ -236,9 +244,7 @@ fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, Str
         let mut cursor = &mut *table;
         for part in &parts[..parts.len() - 1] {
             let entry = cursor.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            cursor = entry
-                .as_table_mut()
-                .ok_or_else(|| Error::config(format!("{key}: {part} is not a table")))?;
+            cursor = entry.as_table_mut().ok_or_else(|| Error::config(format!("{key}: {part} is not a table")))?;
         }
         cursor.insert(parts[parts.len() - 1].clone(), parsed);
     }

@@ -192,13 +192,22 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 
 fn cluster_table(s: &ClusterStatus) -> String {
     let leader = s.leader.map(|l| l.to_string()).unwrap_or_else(|| "none".into());
-    let mut out = format!("leader {leader}  term {}  last_applied {}  (answered by node {})\n\n", s.term, s.last_applied, s.node_id);
+    let mut out = format!(
+        "leader {leader}  term {}  last_applied {}  (answered by node {})\n\n",
+        s.term, s.last_applied, s.node_id
+    );
     out.push_str(&table(
         &["ID", "PEER", "API", "ROLE", "HEALTHY"],
         s.members
             .iter()
             .map(|m| {
-                let role = if Some(m.id) == s.leader { "leader" } else if m.voter { "voter" } else { "learner" };
+                let role = if Some(m.id) == s.leader {
+                    "leader"
+                } else if m.voter {
+                    "voter"
+                } else {
+                    "learner"
+                };
                 vec![m.id.to_string(), m.addr.clone(), m.api_addr.clone(), role.into(), m.healthy.to_string()]
             })
             .collect(),

@@ -100,15 +100,19 @@ impl Node {
         let peer_stop = shutdown.clone();
         let peer_task = tokio::spawn(async move {
             peer_router
-                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(peer), peer_stop.cancelled_owned())
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(peer),
+                    peer_stop.cancelled_owned(),
+                )
                 .await
         });
 
         let router = uptime_api::router(cluster.clone(), &token);
         let api_stop = shutdown.clone();
-        let api_task = tokio::spawn(async move {
-            axum::serve(api, router).with_graceful_shutdown(api_stop.cancelled_owned()).await
-        });
+        let api_task =
+            tokio::spawn(
+                async move { axum::serve(api, router).with_graceful_shutdown(api_stop.cancelled_owned()).await },
+            );
 
         bootstrap(&config, &raft, peer_addr, api_addr).await?;
 
@@ -146,7 +150,10 @@ async fn bootstrap(config: &Config, raft: &Raft, peer_addr: SocketAddr, api_addr
         return Ok(());
     }
     let members: BTreeMap<u64, PeerNode> = if config.peers.is_empty() {
-        BTreeMap::from([(config.node_id, PeerNode { peer_addr: peer_addr.to_string(), api_addr: format!("http://{api_addr}") })])
+        BTreeMap::from([(
+            config.node_id,
+            PeerNode { peer_addr: peer_addr.to_string(), api_addr: format!("http://{api_addr}") },
+        )])
     } else {
         config
             .peers

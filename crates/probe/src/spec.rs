@@ -118,11 +118,10 @@ impl CheckSpec {
     pub fn validate(&self) -> Result<(), SpecError> {
         match self {
             CheckSpec::Http(s) => {
-                let rest = s
-                    .url
-                    .strip_prefix("http://")
-                    .or_else(|| s.url.strip_prefix("https://"))
-                    .ok_or_else(|| SpecError::new("url", format!("{:?} is not an http:// or https:// URL", s.url)))?;
+                let rest =
+                    s.url.strip_prefix("http://").or_else(|| s.url.strip_prefix("https://")).ok_or_else(|| {
+                        SpecError::new("url", format!("{:?} is not an http:// or https:// URL", s.url))
+                    })?;
                 let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
                 if authority.is_empty() || authority.chars().any(char::is_whitespace) {
                     return Err(SpecError::new("url", format!("{:?} has no host", s.url)));
@@ -174,9 +173,8 @@ fn check_host(field: &'static str, host: &str) -> Result<(), SpecError> {
 /// Splits `host:port`, `[v6]:port` or, with a default port, a bare host.
 fn split_host_port(target: &str, default_port: Option<u16>) -> Result<(String, u16), SpecError> {
     let (host, port) = if let Some(rest) = target.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| SpecError::new("target", format!("{target:?}: unclosed '['")))?;
+        let (host, after) =
+            rest.split_once(']').ok_or_else(|| SpecError::new("target", format!("{target:?}: unclosed '['")))?;
         (host, after.strip_prefix(':'))
     } else {
         match target.rsplit_once(':') {
@@ -185,9 +183,7 @@ fn split_host_port(target: &str, default_port: Option<u16>) -> Result<(String, u
         }
     };
     let port = match (port, default_port) {
-        (Some(p), _) => p
-            .parse::<u16>()
-            .map_err(|_| SpecError::new("port", format!("{p:?} is not a port number")))?,
+        (Some(p), _) => p.parse::<u16>().map_err(|_| SpecError::new("port", format!("{p:?} is not a port number")))?,
         (None, Some(d)) => d,
         (None, None) => return Err(SpecError::new("target", format!("{target:?} needs a port (host:port)"))),
     };

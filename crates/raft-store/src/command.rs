@@ -60,15 +60,19 @@ impl Rejection {
     }
 }
 
+const MAX_SETTING_BYTES: usize = 64 * 1024;
+
 impl Command {
     /// Checks that need no state; apply repeats them.
     pub fn validate(&self) -> Result<(), Rejection> {
         match self {
             Command::CreateMonitor(draft) => draft.validate(),
             Command::DeleteMonitor { .. } => Ok(()),
-            Command::SetSetting { key, .. } => {
+            Command::SetSetting { key, value } => {
                 if key.is_empty() || key.len() > 200 {
                     Err(Rejection::invalid("key", "must be 1 to 200 bytes"))
+                } else if value.len() > MAX_SETTING_BYTES {
+                    Err(Rejection::invalid("value", format!("longer than {MAX_SETTING_BYTES} bytes")))
                 } else {
                     Ok(())
                 }

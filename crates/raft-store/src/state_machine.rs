@@ -345,9 +345,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let stored = StoredSnapshot { meta: meta.clone(), data: snapshot.into_inner() };
-        self.install_blocking(stored).map_err(|e| {
-            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)).into()
-        })
+        self.install_blocking(stored)
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)).into())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
@@ -379,8 +378,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
         let stored = StoredSnapshot { meta: meta.clone(), data };
-        save_snapshot_file(&self.dir, &stored)
-            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e))))?;
+        save_snapshot_file(&self.dir, &stored).map_err(|e| {
+            StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))
+        })?;
         let data = stored.data.clone();
         *self.current.lock().expect("snapshot lock poisoned") = Some(stored);
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
