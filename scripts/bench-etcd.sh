@@ -3,7 +3,8 @@
 # measured for put throughput/latency, leader failover time, and the disk's
 # own fsync latency, so uptime-cluster's Raft numbers have a reference.
 #
-# Usage: scripts/bench-etcd.sh
+# Usage: scripts/bench-etcd.sh   (scripts/bench-raft.sh runs it as its etcd
+# half, next to uptime-cluster, with the same load generator)
 # Knobs (environment):
 #   BENCH_SECONDS=10     seconds per concurrency level (1, 16, 256 clients)
 #   BENCH_MAX_OPS=2000000  cap on puts per level (each level is bounded in
@@ -30,7 +31,7 @@ LEVELS=(1 16 256)
 MEMBERS=3
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-helper="$here/bench_etcd_load.py"
+helper="$here/bench_raft_load.py"
 
 # etcd and etcdctl read ETCD_*/ETCDCTL_* from the environment; drop them so a
 # stray setting (e.g. ETCD_UNSAFE_NO_FSYNC) cannot change what is measured.
@@ -115,6 +116,9 @@ start_member() {
         --logger zap --log-outputs stderr \
         >>"$work/m$i.log" 2>&1 &
     pids[i]=$!
+    # For a parent (bench-raft.sh) that must stop etcd even if this script
+    # itself is SIGKILLed before its own cleanup runs.
+    echo "${pids[i]}" >"$work/m$i.pid"
     # Disowned so bash does not print a "Killed" job notice for every
     # failover trial; bash still reaps it, and cleanup stops it by pid.
     disown "${pids[i]}"
@@ -142,13 +146,13 @@ py "$results/fdatasync_prealloc.json" fsync --dir "$work" --count "$FSYNC_SAMPLE
     --size 1024 --mode prealloc-fdatasync
 
 for ((i = 0; i < MEMBERS; i++)); do start_member "$i"; done
-py /dev/null wait-healthy --endpoints "$all_endpoints" --timeout 60
+py /dev/null wait-healthy --api etcd --endpoints "$all_endpoints" --timeout 60
 echo "cluster up: $all_endpoints"
 etcdctl --endpoints "$all_endpoints" endpoint status -w table
 
 echo "put load, 1 KiB values, ${BENCH_SECONDS}s per level, clients spread over all members:"
 for c in "${LEVELS[@]}"; do
-    py "$results/load_$c.json" load --endpoints "$all_endpoints" \
+    py "$results/load_$c.json" load --api etcd --endpoints "$all_endpoints" \
         --clients "$c" --seconds "$BENCH_SECONDS" --max-ops "$BENCH_MAX_OPS" \
         --value-size 1024
 done
@@ -162,19 +166,19 @@ py "$results/fsync_after.json" fsync --dir "$work" --count "$FSYNC_SAMPLES" --si
 if [[ $SKIP_FAILOVER != 1 ]]; then
     echo "failover: $FAILOVER_TRIALS trials of kill -9 leader -> next committed put:"
     for ((t = 1; t <= FAILOVER_TRIALS; t++)); do
-        py "$work/leader" leader --endpoints "$all_endpoints" --timeout 15
+        py "$work/leader" leader --api etcd --endpoints "$all_endpoints" --timeout 15
         lead=$(<"$work/leader")
         survivors=()
         for ((i = 0; i < MEMBERS; i++)); do
             ((i == lead)) || survivors+=("${client_urls[i]}")
         done
-        py "$work/trial.json" failover --kill-pid "${pids[lead]}" \
+        py "$work/trial.json" failover --api etcd --kill-pid "${pids[lead]}" \
             --endpoints "$(IFS=,; echo "${survivors[*]}")" --timeout 30
         cat "$work/trial.json" >>"$results/failover.jsonl"
         wait_gone "${pids[lead]}"
         echo "  trial $t: killed leader m$lead, $(<"$work/trial.json")"
         start_member "$lead"
-        py /dev/null wait-healthy --endpoints "$all_endpoints" --timeout 60
+        py /dev/null wait-healthy --api etcd --endpoints "$all_endpoints" --timeout 60
     done
 fi
 

@@ -2,7 +2,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = [root.join("uptime/v1/peer.proto")];
+    let files = [root.join("uptime/v1/peer.proto"), root.join("uptime/v1/admin.proto")];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

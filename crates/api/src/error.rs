@@ -21,8 +21,11 @@ impl ApiError {
         ApiError { status, code, message: message.into(), field: None }
     }
 
+    /// A 400 naming the input field at fault; the message starts with the field.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError { field: Some(field.into()), ..ApiError::new(400, "invalid_argument", message) }
+        let field = field.into();
+        let message = format!("{field}: {}", message.into());
+        ApiError { field: Some(field), ..ApiError::new(400, "invalid_argument", message) }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {

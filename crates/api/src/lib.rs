@@ -10,7 +10,9 @@
 //! - `peer_server`: the `Peer` gRPC service.
 //! - `cluster`: [`Cluster`], the node's handle on Raft: forwarded writes, linearizable
 //!   reads, membership changes, status.
-//! - `rest`: the axum router of the admin API.
+//! - `ops`: the admin operations, shared by REST and gRPC.
+//! - `rest`: the axum router of the API port: REST, health, and `admin_grpc`, the
+//!   admin gRPC service (`proto/uptime/v1/admin.proto`).
 //! - `client`: the typed REST client.
 //!
 //! ```no_run
@@ -24,13 +26,17 @@
 pub mod pb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("uptime.v1");
+
+    mod conv;
 }
 
+mod admin_grpc;
 mod client;
 mod cluster;
 pub mod dto;
 mod error;
 mod network;
+mod ops;
 mod peer_server;
 mod rest;
 

@@ -44,6 +44,17 @@ async fn t10_three_nodes_elect_a_leader_and_replicate_a_write_made_through_a_fol
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t15_five_nodes_form_from_the_same_peer_list_and_replicate() {
+    let cluster = TestCluster::start(5).await;
+    let status = cluster.wait_healthy(5).await;
+    assert_eq!(status.members.iter().filter(|m| m.voter).count(), 5);
+    cluster.client(5).create_monitor(&monitor("five")).await.unwrap();
+    for id in 1..=5 {
+        cluster.wait_for_monitor(id, "five").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t20_kill_9_of_the_leader_elects_another_and_the_restarted_node_catches_up() {
     let mut cluster = TestCluster::start(3).await;
     let old = cluster.leader(1, None).await;
@@ -186,6 +197,17 @@ async fn t55_a_corrupt_or_truncated_store_is_a_clear_error_at_startup() {
         assert!(stderr.contains("raft-log.redb"), "{what}: the error should name the file: {stderr}");
     }
     std::fs::write(&log_file, &good).unwrap();
+
+    let state_file = cluster.data_dir(1).join("state").join("state.redb");
+    let good_state = std::fs::read(&state_file).unwrap();
+    std::fs::write(&state_file, &good_state[..good_state.len() / 2]).unwrap();
+    let (status, stderr) = run_until_exit(&config, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("the node kept running on a truncated state file"));
+    assert!(!status.success() && !stderr.contains("panicked"), "{status}: {stderr}");
+    assert!(stderr.contains("state.redb"), "the error should name the file: {stderr}");
+    std::fs::write(&state_file, &good_state).unwrap();
+
     cluster.spawn(1);
     cluster.wait_for_monitor(1, "x").await;
 }
@@ -228,4 +250,114 @@ async fn t60_a_peer_with_a_certificate_from_another_ca_is_refused() {
     assert!(call(Some(stranger)).await.is_err(), "a foreign CA's certificate must be refused");
     // No certificate at all (plaintext).
     assert!(call(None).await.is_err(), "plaintext must be refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t70_the_admin_grpc_api_shares_the_api_port_and_its_token() {
+    use uptime_api::pb::admin_client::AdminClient;
+    use uptime_api::pb::{CreateMonitorRequest, GetClusterStatusRequest, ListMonitorsRequest};
+
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1, None).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(cluster.nodes[&follower].api_url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let authed = |req: &mut tonic::metadata::MetadataMap| {
+        req.insert("authorization", format!("Bearer {}", harness::TOKEN).parse().unwrap());
+    };
+
+    let mut client = AdminClient::new(channel);
+    let err = client.get_cluster_status(GetClusterStatusRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+
+    let mut req = tonic::Request::new(GetClusterStatusRequest {});
+    authed(req.metadata_mut());
+    let status = client.get_cluster_status(req).await.unwrap().into_inner();
+    assert_eq!(status.leader, Some(leader));
+    assert_eq!(status.members.len(), 3);
+
+    let create = |name: &str, kind: &str| {
+        let mut req = tonic::Request::new(CreateMonitorRequest {
+            name: name.into(),
+            kind: kind.into(),
+            target: "127.0.0.1:5432".into(),
+            interval: "10s".into(),
+            ..Default::default()
+        });
+        authed(req.metadata_mut());
+        req
+    };
+    let m = client.create_monitor(create("grpc-db", "tcp")).await.unwrap().into_inner();
+    assert_eq!((m.kind.as_str(), m.target.as_str(), m.interval_s), ("tcp", "127.0.0.1:5432", 10.0));
+    let err = client.create_monitor(create("bad", "smtp")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    let err = client.create_monitor(create("grpc-db", "tcp")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err:?}");
+
+    let mut req = tonic::Request::new(ListMonitorsRequest { linearizable: true });
+    authed(req.metadata_mut());
+    let listed = client.list_monitors(req).await.unwrap().into_inner().monitors;
+    assert_eq!(listed.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), vec!["grpc-db"]);
+    // The same monitor through REST on another node.
+    cluster.wait_for_monitor(leader, "grpc-db").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t80_uptimectl_prints_the_contract_json_and_fails_with_one_line() {
+    let cluster = TestCluster::start(1).await;
+    let ctl = |args: &[&str], token: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_uptimectl"))
+            .args(args)
+            .env("UPTIMECTL_ENDPOINT", &cluster.nodes[&1].api_url)
+            .env("UPTIMECTL_TOKEN", token)
+            .output()
+            .unwrap();
+        (out.status, String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let ok = harness::TOKEN;
+
+    let (st, out, _) =
+        ctl(&["monitor", "add", "http", "web", "http://127.0.0.1:9/", "--interval", "60s", "-o", "json"], ok);
+    assert!(st.success());
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (m["name"].as_str(), m["kind"].as_str(), m["state"].as_str()),
+        (Some("web"), Some("http"), Some("unknown"))
+    );
+
+    let (st, out, _) = ctl(&["monitor", "list", "-o", "json"], ok);
+    assert!(st.success());
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for key in ["id", "name", "kind", "target", "state", "public"] {
+        assert!(list[0].get(key).is_some(), "monitor list -o json lacks {key}: {out}");
+    }
+
+    let (st, out, _) = ctl(&["cluster", "status", "-o", "json"], ok);
+    assert!(st.success());
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["leader"], 1);
+    for key in ["id", "addr", "voter", "healthy"] {
+        assert!(s["members"][0].get(key).is_some(), "cluster status lacks members[].{key}: {out}");
+    }
+    assert!(s["term"].as_u64().is_some() && s["last_applied"].as_u64().is_some());
+
+    for (args, token, needle) in [
+        (vec!["monitor", "get", "nope"], ok, "no monitor"),
+        (vec!["monitor", "add", "http", "web", "http://127.0.0.1:9/"], ok, "already exists"),
+        (vec!["monitor", "add", "http", "x", "http://127.0.0.1:9/", "--interval", "soon"], ok, "interval"),
+        (vec!["monitor", "list"], "wrong-token", "token"),
+    ] {
+        let (st, out, err) = ctl(&args, token);
+        assert_eq!(st.code(), Some(1), "{args:?}");
+        assert!(out.is_empty(), "{args:?} printed {out}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let (st, _, _) = ctl(&["monitor", "rm", "web"], ok);
+    assert!(st.success());
+    let (_, out, _) = ctl(&["monitor", "list", "-o", "json"], ok);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap(), serde_json::json!([]));
 }
