@@ -175,6 +175,51 @@ async fn t50_restarting_every_node_keeps_the_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t52_kill_9_of_every_node_mid_write_loses_no_acknowledged_write() {
+    let mut cluster = TestCluster::start(3).await;
+    let writers: Vec<_> = (1..=3)
+        .map(|id| {
+            let c = cluster.client(id);
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    let name = format!("n{id}-{i}");
+                    match c.create_monitor(&monitor(&name)).await {
+                        Ok(_) => acked.push(name),
+                        Err(_) => return acked,
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    // Let every writer get some writes acknowledged, then crash every node at once.
+    let c = cluster.client(1);
+    wait_until("30 acknowledged writes", Duration::from_secs(30), || {
+        let c = c.clone();
+        async move { (c.list_monitors(false).await.ok()?.len() >= 30).then_some(()) }
+    })
+    .await;
+    for id in 1..=3 {
+        cluster.kill(id);
+    }
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    assert!(acked.len() >= 30, "only {} writes were acknowledged", acked.len());
+
+    for id in 1..=3 {
+        cluster.spawn(id);
+    }
+    cluster.wait_healthy(3).await;
+    let names: std::collections::BTreeSet<String> =
+        cluster.client(1).list_monitors(true).await.unwrap().into_iter().map(|m| m.name).collect();
+    let lost: Vec<&String> = acked.iter().filter(|n| !names.contains(*n)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost after kill -9 of every node: {lost:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t55_a_corrupt_or_truncated_store_is_a_clear_error_at_startup() {
     let mut cluster = TestCluster::start(1).await;
     cluster.client(1).create_monitor(&monitor("x")).await.unwrap();
