@@ -25,8 +25,10 @@
 pub mod codec;
 mod command;
 mod error;
+pub mod history;
 mod log_store;
 mod model;
+pub mod quorum;
 mod state_machine;
 mod types;
 
