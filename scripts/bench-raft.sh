@@ -61,10 +61,19 @@ child_pid=""     # the helper or script currently running in the background
 etcd_pid=""      # bench-etcd.sh while it runs
 mirror_pid=""    # the pipeline that shows bench-etcd.sh's output live
 
+# kill -9 a pid read from a pid file, only if it is still the program named
+# (a pid file can outlive its process, and pids get reused).
+kill_named() {
+    local pid=$1 name=$2
+    [[ $pid =~ ^[0-9]+$ ]] || return 0
+    [[ $(ps -o comm= -p "$pid" 2>/dev/null) == "$name" ]] && kill -9 "$pid" 2>/dev/null
+    return 0
+}
+
 cleanup() {
-    local rc=$? pid f
+    local rc=$? f
     trap - EXIT INT TERM
-    [[ -n $child_pid ]] && kill "$child_pid" 2>/dev/null || true
+    if [[ -n $child_pid ]]; then kill "$child_pid" 2>/dev/null || true; fi
     if [[ -n $etcd_pid ]]; then
         # bench-etcd.sh stops its members and helper in its own EXIT trap;
         # give it time, then make sure from its pid files.
@@ -73,16 +82,16 @@ cleanup() {
         kill -9 "$etcd_pid" 2>/dev/null || true
     fi
     for f in "$work"/bench-etcd.*/m*.pid; do
-        [[ -f $f ]] && kill -9 "$(<"$f")" 2>/dev/null || true
+        if [[ -f $f ]]; then kill_named "$(<"$f")" etcd; fi
     done
-    [[ -n $mirror_pid ]] && kill "$mirror_pid" 2>/dev/null || true
+    if [[ -n $mirror_pid ]]; then kill "$mirror_pid" 2>/dev/null || true; fi
     if [[ -d $cluster ]]; then
         DEV_CLUSTER_GRACE=5 "$devc" down "$cluster" >/dev/null 2>&1 || true
         for f in "$cluster"/node*/pid; do
-            [[ -f $f ]] && kill -9 "$(<"$f")" 2>/dev/null || true
+            if [[ -f $f ]]; then kill_named "$(<"$f")" uptime-node; fi
         done
     fi
-    [[ -n $child_pid ]] && kill -9 "$child_pid" 2>/dev/null || true
+    if [[ -n $child_pid ]]; then kill -9 "$child_pid" 2>/dev/null || true; fi
     if [[ $KEEP_BENCH_DIR == 1 ]]; then
         echo "kept $work (uptime node logs: $cluster/node*/log)" >&2
     else
@@ -112,13 +121,13 @@ anomaly() {
     echo "ANOMALY: $*" | tee -a "$results/anomalies.txt" >&2
 }
 
-# The last lines of every node's log, for an anomaly report.
+# The last lines of every node's log (long lines cut), for an anomaly report.
 node_log_tails() {
     local k
     for ((k = 1; k <= NODES; k++)); do
         [[ -f $cluster/node$k/log ]] || continue
-        echo "--- $cluster/node$k/log (last 15 lines) ---" >&2
-        tail -n 15 "$cluster/node$k/log" >&2
+        echo "--- $cluster/node$k/log (last 8 lines) ---" >&2
+        tail -n 8 "$cluster/node$k/log" | cut -c1-400 >&2
     done
 }
 
@@ -133,7 +142,8 @@ wait_gone() {
 }
 
 rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-git -C "$root" diff --quiet HEAD -- crates 2>/dev/null || rev+="+dirty"
+git -C "$root" diff --quiet HEAD -- crates proto Cargo.toml Cargo.lock 2>/dev/null || rev+="+dirty"
+[[ -n ${DEV_CLUSTER_BIN_DIR:-} ]] && rev="prebuilt:$DEV_CLUSTER_BIN_DIR"
 echo "bench-raft: uptime-cluster $rev vs etcd; work dir $work" \
      "(on $(df -P "$work" | awk 'NR==2 {print $1}')), $(nproc) cores"
 
@@ -158,8 +168,19 @@ export UPTIMECTL_TOKEN   # the helper reads it from the environment, not argv
 urls=()
 for ((k = 1; k <= NODES; k++)); do urls[k - 1]=$(<"$cluster/node$k/api_url"); done
 all_endpoints=$(IFS=,; echo "${urls[*]}")
-py /dev/null wait-healthy --api uptime --endpoints "$all_endpoints" --timeout 60
+if ! py /dev/null wait-healthy --api uptime --endpoints "$all_endpoints" --timeout 60; then
+    node_log_tails
+    exit 1
+fi
 echo "cluster up: $all_endpoints"
+# One write first: a wrong route, token or value limit is a setup error, not
+# something to time.
+if ! py "$work/preflight.json" put --api uptime --endpoints "${urls[0]}" --value-size 1024; then
+    echo "bench-raft: a 1 KiB PUT /api/v1/settings/{key} did not commit:" \
+         "$(cat "$work/preflight.json")" >&2
+    node_log_tails
+    exit 1
+fi
 
 echo "uptime-cluster put load, 1 KiB values, ${BENCH_SECONDS}s per level, proposers spread over all nodes:"
 for c in "${LEVELS[@]}"; do
@@ -167,7 +188,6 @@ for c in "${LEVELS[@]}"; do
         --clients "$c" --seconds "$BENCH_SECONDS" --max-ops "$BENCH_MAX_OPS" \
         --value-size 1024; then
         anomaly "uptime load at $c proposers committed nothing"
-        node_log_tails
     fi
     errs=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("errors", 0))' \
         "$results/load_$c.json" 2>/dev/null || echo "?")

@@ -134,6 +134,17 @@ class EtcdApi:
         # has been committed by Raft and applied; errors come back as non-200.
         return status == 200 and b'"header"' in raw
 
+    def is_leader(self, ep, timeout=1.0):
+        """Whether this member says it is the Raft leader."""
+        try:
+            status, _, doc = request_json(ep, "POST", "/v3/maintenance/status", "{}",
+                                          self.headers, timeout)
+        except (OSError, http.client.HTTPException):
+            return False
+        # uint64 ids are JSON strings in the gateway's encoding.
+        return bool(status == 200 and isinstance(doc, dict) and doc.get("leader")
+                    and doc.get("leader") == doc.get("header", {}).get("member_id"))
+
     def cluster_view(self, endpoints):
         """One poll of every member: (leader index or None, all healthy)."""
         leader, healthy = None, True
@@ -146,14 +157,7 @@ class EtcdApi:
             except (OSError, http.client.HTTPException):
                 ok = False
             healthy = healthy and ok
-            try:
-                status, _, doc = request_json(ep, "POST", "/v3/maintenance/status", "{}",
-                                              self.headers, 1.0)
-            except (OSError, http.client.HTTPException):
-                continue
-            # uint64 ids are JSON strings in the gateway's encoding.
-            if (status == 200 and isinstance(doc, dict) and doc.get("leader")
-                    and doc.get("leader") == doc.get("header", {}).get("member_id")):
+            if self.is_leader(ep):
                 leader = idx
         return leader, healthy
 
@@ -176,6 +180,21 @@ class UptimeApi:
         # 200 {"key":…,"value":…} comes once the write is committed and applied.
         return status == 200 and b'"key"' in raw
 
+    def _status(self, ep, timeout=1.0):
+        try:
+            status, _, doc = request_json(ep, "GET", "/api/v1/cluster", None,
+                                          self.headers, timeout)
+        except (OSError, http.client.HTTPException):
+            return None
+        return doc if status == 200 and isinstance(doc, dict) else None
+
+    def is_leader(self, ep, timeout=1.0):
+        """Whether this node says it is the Raft leader (its node_id is the
+        leader it reports)."""
+        doc = self._status(ep, timeout)
+        return bool(doc and doc.get("leader") is not None
+                    and doc.get("leader") == doc.get("node_id"))
+
     def cluster_view(self, endpoints):
         """One poll of every node's GET /api/v1/cluster.
 
@@ -184,15 +203,7 @@ class UptimeApi:
         answers, agrees there is a leader, the leader counts all members
         healthy, and every node has applied what the leader has (like etcd's
         /health, which needs a caught-up member)."""
-        docs = []
-        for ep in endpoints:
-            try:
-                status, _, doc = request_json(ep, "GET", "/api/v1/cluster", None,
-                                              self.headers, 1.0)
-            except (OSError, http.client.HTTPException):
-                doc = None
-                status = 0
-            docs.append(doc if status == 200 and isinstance(doc, dict) else None)
+        docs = [self._status(ep) for ep in endpoints]
         leader = None
         for idx, doc in enumerate(docs):
             if doc and doc.get("leader") is not None and doc.get("leader") == doc.get("node_id"):
@@ -259,6 +270,28 @@ def cmd_leader(args):
         time.sleep(0.1)
     log(f"no {api.name} leader found within {args.timeout}s")
     return 1
+
+
+# --------------------------------------------------------------------------
+# put (one write, for a preflight check)
+# --------------------------------------------------------------------------
+
+def cmd_put(args):
+    api = APIS[args.api](args)
+    method, path, body, headers = api.put("bench-preflight", ascii_value(args.value_size))
+    t0 = time.perf_counter()
+    try:
+        status, raw, _ = request_json(args.endpoints[0], method, path, body, headers,
+                                      timeout=args.timeout)
+    except (OSError, http.client.HTTPException) as e:
+        print(json.dumps({"ok": False, "error": f"{_error_kind(e)}: {e}"}))
+        return 1
+    ok = api.put_ok(status, raw)
+    res = {"ok": ok, "status": status, "ms": round((time.perf_counter() - t0) * 1000, 3)}
+    if not ok:
+        res["body"] = raw[:300].decode("utf-8", "replace")
+    print(json.dumps(res))
+    return 0 if ok else 1
 
 
 # --------------------------------------------------------------------------
@@ -346,6 +379,9 @@ def _load_process(api, assignments, value, start_at, deadline, max_ops,
 def cmd_load(args):
     api = APIS[args.api](args)
     clients = args.clients
+    # Which endpoint leads as the run starts: with 1 proposer (on endpoint 0)
+    # it tells whether its writes were forwarded by a follower.
+    leader_idx = api.cluster_view(args.endpoints)[0]
     procs = max(1, min(args.procs or os.cpu_count() or 1, clients))
     value = ascii_value(args.value_size)
     # Spread clients over members round-robin, as etcd's own benchmark does
@@ -402,6 +438,7 @@ def cmd_load(args):
         "p99_ms": round(percentile(lat, 99) * 1000, 3) if lat else None,
         "max_ms": round(max(lat) * 1000, 3) if lat else None,
         "loadgen_cores": round(loadgen_cores, 2),
+        "leader_endpoint_at_start": leader_idx,
     }
     log(f"  clients={clients:<4} {res['commits_per_s']:>9.1f} puts/s  "
         f"p50={res['p50_ms']} ms  p99={res['p99_ms']} ms  "
@@ -450,9 +487,32 @@ def cmd_failover(args):
             with lock:
                 failures[str(status)] += 1
 
+    # Alongside, poll each survivor (one thread each, so a slow answer from
+    # one does not delay noticing the other) until one says it is leader:
+    # this splits the failover time into "new leader" and "first commit".
+    elected = []
+    seen = threading.Event()
+
+    def watch_leader(ep):
+        while not seen.is_set() and time.monotonic() < deadline:
+            if api.is_leader(ep, timeout=0.5):
+                t = time.monotonic()
+                with lock:
+                    elected.append(t)
+                seen.set()
+                return
+            time.sleep(0.01)
+
     os.kill(args.kill_pid, signal.SIGKILL)
     t_kill = time.monotonic()
+    # Wall-clock kill time, to line a trial up with the servers' logs.
+    now = time.time()
+    killed_at = time.strftime("%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
     deadline = t_kill + args.timeout
+    watchers = [threading.Thread(target=watch_leader, args=(ep,), daemon=True)
+                for ep in args.endpoints]
+    for w in watchers:
+        w.start()
     n = 0
     while not done.is_set() and time.monotonic() < deadline:
         ep = args.endpoints[n % len(args.endpoints)]
@@ -467,8 +527,13 @@ def cmd_failover(args):
         return 1
     with lock:
         ms = (min(first) - t_kill) * 1000
-    print(json.dumps({"failover_ms": round(ms, 3), "attempts": n,
-                      "failed_attempts": failed}))
+    # A commit means there is a leader; give the watchers a moment to see it.
+    seen.wait(2.0)
+    with lock:
+        leader_ms = round((min(elected) - t_kill) * 1000, 1) if elected else None
+    print(json.dumps({"failover_ms": round(ms, 3), "leader_ms": leader_ms,
+                      "attempts": n, "failed_attempts": failed,
+                      "killed_at": killed_at}))
     return 0
 
 
@@ -535,12 +600,13 @@ def _load_json(directory, name):
         return json.load(f)
 
 
-def _failovers(directory):
+def _failovers(directory, key="failover_ms"):
     path = os.path.join(directory, "failover.jsonl")
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line)["failover_ms"] for line in f if line.strip()]
+        docs = [json.loads(line) for line in f if line.strip()]
+    return [d[key] for d in docs if d.get(key) is not None]
 
 
 def cmd_report(args):
@@ -554,6 +620,8 @@ def cmd_report(args):
         out[f"etcd_p50_ms_{c}"] = r.get("p50_ms")
         out[f"etcd_p99_ms_{c}"] = r.get("p99_ms")
         out[f"etcd_errors_{c}"] = r.get("errors")
+        if c == 1 and r.get("leader_endpoint_at_start") is not None:
+            out["etcd_proposer_1_on_leader"] = r["leader_endpoint_at_start"] == 0
         print(f"{c:>4} clients: {r.get('commits_per_s')} puts/s, "
               f"p50 {r.get('p50_ms')} ms, p99 {r.get('p99_ms')} ms, "
               f"errors {r.get('errors')}")
@@ -563,9 +631,14 @@ def cmd_report(args):
     out["etcd_failover_p50_ms"] = p50
     out["etcd_failover_p99_ms"] = p99
     out["etcd_failover_trials"] = len(failovers)
+    elected = _failovers(args.dir, "leader_ms")
+    out["etcd_failover_leader_p50_ms"] = percentile(elected, 50)
+    out["etcd_failover_leader_p99_ms"] = percentile(elected, 99)
     if failovers:
         print(f"failover over {len(failovers)} trials: p50 {p50} ms, p99 {p99} ms "
-              f"(min {min(failovers)}, max {max(failovers)})")
+              f"(min {min(failovers)}, max {max(failovers)}); new leader seen after "
+              f"p50 {out['etcd_failover_leader_p50_ms']} ms, "
+              f"p99 {out['etcd_failover_leader_p99_ms']} ms")
     else:
         print("failover: skipped")
 
@@ -627,6 +700,10 @@ def cmd_compare(args):
         out[f"p99_ms_{c}"] = r.get("p99_ms")
         out[f"errors_{c}"] = r.get("errors")
         out[f"loadgen_cores_{c}"] = r.get("loadgen_cores")
+        if c == 1:
+            li = r.get("leader_endpoint_at_start")
+            out["proposer_1_on_leader"] = None if li is None else li == 0
+            out["etcd_proposer_1_on_leader"] = etcd.get("etcd_proposer_1_on_leader")
         for k in ("commits_per_s", "p50_ms", "p99_ms", "errors"):
             out[f"etcd_{k}_{c}"] = etcd.get(f"etcd_{k}_{c}")
 
@@ -638,6 +715,13 @@ def cmd_compare(args):
     out["etcd_failover_p50_ms"] = etcd.get("etcd_failover_p50_ms")
     out["etcd_failover_p99_ms"] = etcd.get("etcd_failover_p99_ms")
     out["etcd_failover_trials"] = etcd.get("etcd_failover_trials")
+    # Kill -9 to a survivor naming itself leader: the election part of the
+    # failover time (polled every ~10 ms, so a few ms late at worst).
+    elected = _failovers(args.dir, "leader_ms")
+    out["failover_leader_p50_ms"] = percentile(elected, 50)
+    out["failover_leader_p99_ms"] = percentile(elected, 99)
+    out["etcd_failover_leader_p50_ms"] = etcd.get("etcd_failover_leader_p50_ms")
+    out["etcd_failover_leader_p99_ms"] = etcd.get("etcd_failover_leader_p99_ms")
 
     fs = _load_json(args.dir, "fsync.json") or {}
     out["fsync_p50_ms"] = fs.get("p50_ms")
@@ -687,10 +771,18 @@ def cmd_compare(args):
                   f"{_fmt(out[f'etcd_{key}_{c}']):>{w}}{_fmt(out[f'{rkey}_{c}']):>{w}}")
         print(f"{f'{c:>3} proposers errors':<26}{_fmt(out[f'errors_{c}']):>{w}}"
               f"{_fmt(out[f'etcd_errors_{c}']):>{w}}")
+    def where(on):
+        return "-" if on is None else ("leader" if on else "follower")
+    print(f"{'  1 proposer wrote via':<26}{where(out.get('proposer_1_on_leader')):>{w}}"
+          f"{where(out.get('etcd_proposer_1_on_leader')):>{w}}")
     print(f"{'failover p50 ms':<26}{_fmt(out['failover_p50_ms']):>{w}}"
           f"{_fmt(out['etcd_failover_p50_ms']):>{w}}{_fmt(out['ratio_failover_p50']):>{w}}")
     print(f"{'failover p99 ms':<26}{_fmt(out['failover_p99_ms']):>{w}}"
           f"{_fmt(out['etcd_failover_p99_ms']):>{w}}{_fmt(out['ratio_failover_p99']):>{w}}")
+    print(f"{'  new leader seen p50':<26}{_fmt(out['failover_leader_p50_ms']):>{w}}"
+          f"{_fmt(out['etcd_failover_leader_p50_ms']):>{w}}")
+    print(f"{'  new leader seen p99':<26}{_fmt(out['failover_leader_p99_ms']):>{w}}"
+          f"{_fmt(out['etcd_failover_leader_p99_ms']):>{w}}")
     print(f"{'failover trials':<26}{_fmt(out['failover_trials']):>{w}}"
           f"{_fmt(out['etcd_failover_trials']):>{w}}")
     if failovers:
@@ -746,6 +838,12 @@ def main():
     target(p)
     p.add_argument("--timeout", type=float, default=15)
     p.set_defaults(func=cmd_leader)
+
+    p = sub.add_parser("put", help="one put through the first endpoint")
+    target(p)
+    p.add_argument("--value-size", type=int, default=1024)
+    p.add_argument("--timeout", type=float, default=10)
+    p.set_defaults(func=cmd_put)
 
     p = sub.add_parser("load", help="closed-loop put load at fixed concurrency")
     target(p)

@@ -2,7 +2,26 @@
 //! freely, never rename or remove one.
 
 use serde::{Deserialize, Serialize};
-use uptime_raft_store::Monitor;
+use uptime_raft_store::quorum::QuorumRule;
+use uptime_raft_store::{Monitor, Verdict};
+
+pub fn quorum_str(q: QuorumRule) -> String {
+    match q {
+        QuorumRule::Majority => "majority".into(),
+        QuorumRule::Any => "any".into(),
+        QuorumRule::All => "all".into(),
+        QuorumRule::Count(n) => n.to_string(),
+    }
+}
+
+pub fn parse_quorum(s: &str) -> Option<QuorumRule> {
+    Some(match s {
+        "majority" => QuorumRule::Majority,
+        "any" => QuorumRule::Any,
+        "all" => QuorumRule::All,
+        n => QuorumRule::Count(n.parse().ok().filter(|n| *n > 0)?),
+    })
+}
 
 /// `uptimectl cluster status -o json`, `GET /api/v1/cluster`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +59,7 @@ pub struct AddNode {
 }
 
 /// `POST /api/v1/monitors`. Durations are humantime strings ("30s", "1m").
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateMonitor {
     pub name: String,
     pub kind: String,
@@ -57,6 +76,22 @@ pub struct CreateMonitor {
     pub paused: bool,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Failing results in a row, per node, before it counts toward DOWN (default 2).
+    #[serde(default)]
+    pub confirmations: Option<u32>,
+    /// Ok results in a row, per node, before it counts toward UP (default 1).
+    #[serde(default)]
+    pub recovery_confirmations: Option<u32>,
+    /// `majority` (default), `any`, `all`, or a number of nodes.
+    #[serde(default)]
+    pub quorum: Option<String>,
+    #[serde(default)]
+    pub notify_on_recovery: Option<bool>,
+    /// Reminder interval while unacknowledged ("30m"); absent or "0s" = never.
+    #[serde(default)]
+    pub renotify: Option<String>,
+    #[serde(default)]
+    pub channels: Vec<String>,
 }
 
 /// A monitor as the API shows it.
@@ -71,17 +106,26 @@ pub struct MonitorView {
     pub enabled: bool,
     pub public: bool,
     pub tags: Vec<String>,
-    /// `up`, `down`, `degraded`, `unknown` or `maintenance`. Probing is not wired yet,
-    /// so every monitor is `unknown` (or `maintenance` while paused).
+    /// `up`, `down`, `degraded`, `unknown` or `maintenance` (also while paused).
     pub state: String,
+    /// When the state last changed (leader time, Unix ms).
+    pub state_since_ms: u64,
+    pub paused: bool,
+    pub confirmations: u32,
+    pub recovery_confirmations: u32,
+    pub quorum: String,
+    pub notify_on_recovery: bool,
+    pub renotify_s: f64,
+    pub channels: Vec<String>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
     /// The full check specification.
     pub check: serde_json::Value,
 }
 
-impl From<&Monitor> for MonitorView {
-    fn from(m: &Monitor) -> Self {
+impl MonitorView {
+    pub fn new(m: &Monitor, verdict: &Verdict) -> Self {
+        let p = &m.policy;
         MonitorView {
             id: m.id,
             name: m.name.clone(),
@@ -92,7 +136,15 @@ impl From<&Monitor> for MonitorView {
             enabled: m.enabled,
             public: m.public,
             tags: m.tags.clone(),
-            state: if m.enabled { "unknown" } else { "maintenance" }.to_string(),
+            state: verdict.state.as_str().to_string(),
+            state_since_ms: verdict.since_ms,
+            paused: !m.enabled,
+            confirmations: p.confirmations,
+            recovery_confirmations: p.recovery_confirmations,
+            quorum: quorum_str(p.quorum),
+            notify_on_recovery: p.notify_on_recovery,
+            renotify_s: p.renotify_interval_ms as f64 / 1000.0,
+            channels: p.channels.clone(),
             created_at_ms: m.created_at_ms,
             updated_at_ms: m.updated_at_ms,
             check: serde_json::to_value(&m.check).unwrap_or(serde_json::Value::Null),

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use uptime_probe::{CheckSpec, HttpSpec};
-use uptime_raft_store::{Command, MonitorDraft, PeerNode, Response};
+use uptime_probe::{CheckSpec, HttpSpec, StatusRange};
+use uptime_raft_store::{AlertPolicy, Command, Monitor, MonitorDraft, PeerNode, Response};
 
 use crate::cluster::Cluster;
-use crate::dto::{AddNode, ClusterStatus, CreateMonitor, MonitorView, Setting, StateHashView};
+use crate::dto::{parse_quorum, AddNode, ClusterStatus, CreateMonitor, MonitorView, Setting, StateHashView};
 use crate::error::ApiError;
 
 /// Local reads by default; `linearizable` waits until this node reflects every
@@ -68,13 +68,13 @@ pub async fn put_setting(cluster: &Cluster, key: String, value: String) -> Resul
 
 pub async fn list_monitors(cluster: &Cluster, linearizable: bool) -> Result<Vec<MonitorView>, ApiError> {
     read_barrier(cluster, linearizable).await?;
-    Ok(cluster.reader().list_monitors()?.iter().map(MonitorView::from).collect())
+    cluster.reader().list_monitors()?.iter().map(|m| view(cluster, m)).collect()
 }
 
 pub async fn get_monitor(cluster: &Cluster, id_or_name: &str, linearizable: bool) -> Result<MonitorView, ApiError> {
     read_barrier(cluster, linearizable).await?;
     match cluster.reader().find_monitor(id_or_name)? {
-        Some(m) => Ok(MonitorView::from(&m)),
+        Some(m) => view(cluster, &m),
         None => Err(ApiError::not_found(format!("no monitor {id_or_name:?}"))),
     }
 }
@@ -86,6 +86,11 @@ pub async fn delete_monitor(cluster: &Cluster, id_or_name: &str) -> Result<(), A
         .ok_or_else(|| ApiError::not_found(format!("no monitor {id_or_name:?}")))?;
     cluster.write(Command::DeleteMonitor { id: monitor.id }).await?;
     Ok(())
+}
+
+/// A monitor with its current verdict.
+pub fn view(cluster: &Cluster, m: &Monitor) -> Result<MonitorView, ApiError> {
+    Ok(MonitorView::new(m, &cluster.reader().verdict(m.id)?))
 }
 
 fn parse_duration(field: &str, value: Option<&str>, default: Duration) -> Result<u64, ApiError> {
@@ -102,7 +107,9 @@ pub async fn create_monitor(cluster: &Cluster, body: CreateMonitor) -> Result<Mo
     let mut check = CheckSpec::from_target(&body.kind, &body.target).map_err(spec_err)?;
     if !body.expect.is_empty() {
         match &mut check {
-            CheckSpec::Http(HttpSpec { expect_status, .. }) => expect_status.clone_from(&body.expect),
+            CheckSpec::Http(HttpSpec { expect_status, .. }) => {
+                *expect_status = body.expect.iter().copied().map(StatusRange::exact).collect();
+            }
             _ => return Err(ApiError::invalid("expect", "only http checks take expected status codes")),
         }
         check.validate().map_err(spec_err)?;
@@ -110,6 +117,20 @@ pub async fn create_monitor(cluster: &Cluster, body: CreateMonitor) -> Result<Mo
     let interval_ms = parse_duration("interval", body.interval.as_deref(), Duration::from_secs(30))?;
     let timeout_ms =
         parse_duration("timeout", body.timeout.as_deref(), Duration::from_millis(interval_ms.min(10_000)))?;
+    let defaults = AlertPolicy::default();
+    let quorum = match body.quorum.as_deref() {
+        None => defaults.quorum,
+        Some(q) => parse_quorum(q)
+            .ok_or_else(|| ApiError::invalid("quorum", format!("{q:?}: expected majority, any, all or a number")))?,
+    };
+    let policy = AlertPolicy {
+        confirmations: body.confirmations.unwrap_or(defaults.confirmations),
+        recovery_confirmations: body.recovery_confirmations.unwrap_or(defaults.recovery_confirmations),
+        quorum,
+        notify_on_recovery: body.notify_on_recovery.unwrap_or(defaults.notify_on_recovery),
+        renotify_interval_ms: parse_duration("renotify", body.renotify.as_deref(), Duration::ZERO)?,
+        channels: body.channels,
+    };
     let draft = MonitorDraft {
         name: body.name,
         check,
@@ -118,9 +139,10 @@ pub async fn create_monitor(cluster: &Cluster, body: CreateMonitor) -> Result<Mo
         enabled: !body.paused,
         public: body.public,
         tags: body.tags,
+        policy,
     };
     match cluster.write(Command::CreateMonitor(draft)).await? {
-        Response::Monitor(m) => Ok(MonitorView::from(&m)),
+        Response::Monitor(m) => view(cluster, &m),
         other => Err(ApiError::internal(format!("unexpected answer from apply: {other:?}"))),
     }
 }

@@ -91,9 +91,24 @@ pub struct AddMonitor {
     /// Expected HTTP status codes (repeat or comma-separate).
     #[arg(long, value_delimiter = ',')]
     pub expect: Vec<u16>,
-    /// Channels to alert (stored once channels exist).
+    /// Channels to alert (names); default: the cluster's default channels.
     #[arg(long, value_delimiter = ',')]
     pub channels: Vec<String>,
+    /// Failing checks in a row, per node, before it counts toward down (default 2).
+    #[arg(long)]
+    pub confirmations: Option<u32>,
+    /// Ok checks in a row, per node, before it counts toward up (default 1).
+    #[arg(long)]
+    pub recovery_confirmations: Option<u32>,
+    /// How many nodes must agree: majority (default), any, all, or a number.
+    #[arg(long)]
+    pub quorum: Option<String>,
+    /// Do not notify when the monitor recovers.
+    #[arg(long)]
+    pub no_recovery_notify: bool,
+    /// Remind every DURATION while an incident is unacknowledged (e.g. 30m).
+    #[arg(long)]
+    pub renotify: Option<String>,
     /// Show on the public status page.
     #[arg(long)]
     pub public: bool,
@@ -126,14 +141,6 @@ pub async fn run(cli: Cli) -> Result<String, ClientError> {
             Ok(if json { to_json(&h) } else { format!("applied_index {}\nhash {}\n", h.applied_index, h.hash) })
         }
         Command::Monitor(MonitorCmd::Add(a)) => {
-            if !a.channels.is_empty() {
-                return Err(ClientError::Api {
-                    status: 400,
-                    code: "invalid_argument".into(),
-                    message: "--channels: alert channels are not available yet".into(),
-                    field: Some("channels".into()),
-                });
-            }
             let m = client
                 .create_monitor(&CreateMonitor {
                     name: a.name,
@@ -145,6 +152,12 @@ pub async fn run(cli: Cli) -> Result<String, ClientError> {
                     public: a.public,
                     paused: a.paused,
                     tags: a.tags,
+                    confirmations: a.confirmations,
+                    recovery_confirmations: a.recovery_confirmations,
+                    quorum: a.quorum,
+                    notify_on_recovery: a.no_recovery_notify.then_some(false),
+                    renotify: a.renotify,
+                    channels: a.channels,
                 })
                 .await?;
             Ok(if json { to_json(&m) } else { monitor_table(std::slice::from_ref(&m)) })

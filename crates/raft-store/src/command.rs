@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Monitor, MonitorDraft};
+use crate::model::{Digest, Incident, MaintenanceWindow, Monitor, MonitorDraft, Schedule, Severity};
 
 /// The application payload of a log entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,8 +14,51 @@ pub struct Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     CreateMonitor(MonitorDraft),
-    DeleteMonitor { id: u64 },
-    SetSetting { key: String, value: String },
+    /// Replaces a monitor's definition; its verdict, history and incidents stay.
+    UpdateMonitor {
+        id: u64,
+        draft: MonitorDraft,
+    },
+    /// Pause (false) or resume (true).
+    SetMonitorEnabled {
+        id: u64,
+        enabled: bool,
+    },
+    DeleteMonitor {
+        id: u64,
+    },
+    SetSetting {
+        key: String,
+        value: String,
+    },
+    /// Probe digests from one node, batched by the leader.
+    Digests {
+        node_id: u64,
+        digests: Vec<Digest>,
+    },
+    /// Carries the leader's time when nothing else does: staleness, maintenance
+    /// edges, reminders and retention happen on it.
+    Tick,
+    Incident(IncidentCommand),
+    CreateMaintenance {
+        name: String,
+        monitors: Vec<u64>,
+        schedule: Schedule,
+    },
+    DeleteMaintenance {
+        id: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IncidentCommand {
+    Declare { title: String, severity: Severity, monitor_id: Option<u64>, by: String },
+    Acknowledge { id: u64, by: String },
+    Resolve { id: u64, by: String },
+    Reopen { id: u64, by: String },
+    Note { id: u64, by: String, text: String },
+    Assign { id: u64, by: String, assignee: Option<String> },
+    SetSeverity { id: u64, by: String, severity: Severity },
 }
 
 /// What apply answers for an entry. A refused command is an answer, not a storage
@@ -24,7 +67,16 @@ pub enum Command {
 pub enum Response {
     Done,
     Monitor(Monitor),
-    Deleted { id: u64 },
+    Deleted {
+        id: u64,
+    },
+    Incident(Incident),
+    Maintenance(MaintenanceWindow),
+    /// Digests applied and skipped as already seen.
+    Digests {
+        applied: u64,
+        duplicates: u64,
+    },
     Rejected(Rejection),
 }
 
@@ -61,22 +113,218 @@ impl Rejection {
 }
 
 const MAX_SETTING_BYTES: usize = 64 * 1024;
+const MAX_TEXT: usize = 4096;
+
+fn text(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
+    if value.len() > max {
+        return Err(Rejection::invalid(field, format!("longer than {max} bytes")));
+    }
+    Ok(())
+}
+
+fn non_empty(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
+    if value.trim().is_empty() {
+        return Err(Rejection::invalid(field, "must not be empty"));
+    }
+    text(field, value, max)
+}
 
 impl Command {
     /// Checks that need no state; apply repeats them.
     pub fn validate(&self) -> Result<(), Rejection> {
         match self {
-            Command::CreateMonitor(draft) => draft.validate(),
-            Command::DeleteMonitor { .. } => Ok(()),
+            Command::CreateMonitor(draft) | Command::UpdateMonitor { draft, .. } => draft.validate(),
+            Command::SetMonitorEnabled { .. } | Command::DeleteMonitor { .. } | Command::Tick => Ok(()),
+            Command::DeleteMaintenance { .. } => Ok(()),
             Command::SetSetting { key, value } => {
                 if key.is_empty() || key.len() > 200 {
                     Err(Rejection::invalid("key", "must be 1 to 200 bytes"))
-                } else if value.len() > MAX_SETTING_BYTES {
-                    Err(Rejection::invalid("value", format!("longer than {MAX_SETTING_BYTES} bytes")))
                 } else {
-                    Ok(())
+                    text("value", value, MAX_SETTING_BYTES)
                 }
             }
+            Command::Digests { node_id, digests } => {
+                if *node_id == 0 {
+                    return Err(Rejection::invalid("node_id", "node ids start at 1"));
+                }
+                if digests.windows(2).any(|w| w[0].seq >= w[1].seq) {
+                    return Err(Rejection::invalid("seq", "digests must be in increasing seq order"));
+                }
+                Ok(())
+            }
+            Command::Incident(c) => c.validate(),
+            Command::CreateMaintenance { name, schedule, .. } => {
+                non_empty("name", name, 200)?;
+                schedule.validate()
+            }
+        }
+    }
+}
+
+impl IncidentCommand {
+    fn validate(&self) -> Result<(), Rejection> {
+        match self {
+            IncidentCommand::Declare { title, by, .. } => {
+                non_empty("title", title, 500)?;
+                non_empty("by", by, 200)
+            }
+            IncidentCommand::Acknowledge { by, .. }
+            | IncidentCommand::Resolve { by, .. }
+            | IncidentCommand::Reopen { by, .. }
+            | IncidentCommand::SetSeverity { by, .. } => non_empty("by", by, 200),
+            IncidentCommand::Note { by, text: t, .. } => {
+                non_empty("by", by, 200)?;
+                non_empty("text", t, MAX_TEXT)
+            }
+            IncidentCommand::Assign { by, assignee, .. } => {
+                non_empty("by", by, 200)?;
+                match assignee {
+                    Some(a) => non_empty("assignee", a, 200),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+impl Schedule {
+    pub fn validate(&self) -> Result<(), Rejection> {
+        match self {
+            Schedule::Once { start_ms, end_ms } => {
+                if end_ms <= start_ms {
+                    return Err(Rejection::invalid("end", "must be after the start"));
+                }
+                Ok(())
+            }
+            Schedule::Recurring { time_zone, weekdays, start_minute, duration_ms } => {
+                if time_zone.parse::<chrono_tz::Tz>().is_err() {
+                    return Err(Rejection::invalid("time_zone", format!("{time_zone:?} is not an IANA time zone")));
+                }
+                if weekdays.iter().any(|d| *d > 6) {
+                    return Err(Rejection::invalid("weekdays", "days are 0 (Monday) to 6 (Sunday)"));
+                }
+                if *start_minute >= 24 * 60 {
+                    return Err(Rejection::invalid("start", "must be a time of day"));
+                }
+                if *duration_ms == 0 || *duration_ms > 7 * 86_400_000 {
+                    return Err(Rejection::invalid("duration", "must be more than 0 and at most 7 days"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `at_ms` falls inside the window. Pure: the time zone rules are
+    /// compiled into the binary (chrono-tz), not read from the host.
+    pub fn contains(&self, at_ms: u64) -> bool {
+        match self {
+            Schedule::Once { start_ms, end_ms } => (*start_ms..*end_ms).contains(&at_ms),
+            Schedule::Recurring { time_zone, weekdays, start_minute, duration_ms } => {
+                use chrono::{Datelike, TimeZone};
+                let Ok(tz) = time_zone.parse::<chrono_tz::Tz>() else { return false };
+                let Some(now) = tz.timestamp_millis_opt(at_ms as i64).single() else { return false };
+                // An occurrence that covers `at_ms` started on one of the last few local days.
+                let days_back = duration_ms.div_ceil(86_400_000) as i64;
+                (0..=days_back).any(|back| {
+                    let day = now.date_naive() - chrono::Duration::days(back);
+                    if !weekdays.is_empty() && !weekdays.contains(&(day.weekday().num_days_from_monday() as u8)) {
+                        return false;
+                    }
+                    let Some(local) = day.and_hms_opt(start_minute / 60, start_minute % 60, 0) else { return false };
+                    // In a DST gap the start does not exist; take the first instant after it.
+                    let start = match tz.from_local_datetime(&local) {
+                        chrono::LocalResult::Single(t) => t,
+                        chrono::LocalResult::Ambiguous(first, _) => first,
+                        chrono::LocalResult::None => {
+                            match tz.from_local_datetime(&(local + chrono::Duration::hours(1))) {
+                                chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => t,
+                                chrono::LocalResult::None => return false,
+                            }
+                        }
+                    };
+                    let start_ms = start.timestamp_millis() as u64;
+                    (start_ms..start_ms + duration_ms).contains(&at_ms)
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(rfc3339: &str) -> u64 {
+        chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis() as u64
+    }
+
+    #[test]
+    fn recurring_windows_follow_the_time_zone_through_dst() {
+        // Every day 02:30-03:30 Europe/Berlin.
+        let s = Schedule::Recurring {
+            time_zone: "Europe/Berlin".into(),
+            weekdays: vec![],
+            start_minute: 150,
+            duration_ms: 3_600_000,
+        };
+        s.validate().unwrap();
+        // Winter (UTC+1): 02:30 local = 01:30Z.
+        assert!(s.contains(ms("2026-01-10T01:30:00Z")));
+        assert!(s.contains(ms("2026-01-10T02:29:59Z")));
+        assert!(!s.contains(ms("2026-01-10T02:30:00Z")));
+        assert!(!s.contains(ms("2026-01-10T01:29:59Z")));
+        // Summer (UTC+2): 02:30 local = 00:30Z.
+        assert!(s.contains(ms("2026-07-10T00:30:00Z")));
+        assert!(!s.contains(ms("2026-07-10T01:30:00Z")));
+        // 2026-03-29: 02:30 does not exist (clocks jump 02:00 -> 03:00); the window
+        // starts at the first instant after the gap, 03:30 local = 01:30Z.
+        assert!(s.contains(ms("2026-03-29T01:30:00Z")));
+        assert!(!s.contains(ms("2026-03-29T00:45:00Z")));
+    }
+
+    #[test]
+    fn weekdays_and_windows_across_midnight() {
+        // Saturdays 23:00 UTC for 2 h: covers Sunday 00:30 too.
+        let s = Schedule::Recurring {
+            time_zone: "UTC".into(),
+            weekdays: vec![5],
+            start_minute: 23 * 60,
+            duration_ms: 7_200_000,
+        };
+        assert!(s.contains(ms("2026-11-21T23:30:00Z"))); // Saturday
+        assert!(s.contains(ms("2026-11-22T00:30:00Z"))); // Sunday, inside Saturday's window
+        assert!(!s.contains(ms("2026-11-22T23:30:00Z"))); // Sunday's own 23:00 is not listed
+        let once = Schedule::Once { start_ms: 10, end_ms: 20 };
+        assert!(once.contains(10) && once.contains(19) && !once.contains(20));
+    }
+
+    #[test]
+    fn bad_schedules_name_the_field() {
+        for (s, field) in [
+            (Schedule::Once { start_ms: 5, end_ms: 5 }, "end"),
+            (
+                Schedule::Recurring {
+                    time_zone: "Mars/Olympus".into(),
+                    weekdays: vec![],
+                    start_minute: 0,
+                    duration_ms: 1,
+                },
+                "time_zone",
+            ),
+            (
+                Schedule::Recurring { time_zone: "UTC".into(), weekdays: vec![7], start_minute: 0, duration_ms: 1 },
+                "weekdays",
+            ),
+            (
+                Schedule::Recurring { time_zone: "UTC".into(), weekdays: vec![], start_minute: 1440, duration_ms: 1 },
+                "start",
+            ),
+            (
+                Schedule::Recurring { time_zone: "UTC".into(), weekdays: vec![], start_minute: 0, duration_ms: 0 },
+                "duration",
+            ),
+        ] {
+            assert_eq!(s.validate().unwrap_err().field.as_deref(), Some(field));
         }
     }
 }

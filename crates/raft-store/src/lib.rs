@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod apply;
 pub mod codec;
 mod command;
 mod error;
@@ -30,12 +31,17 @@ mod log_store;
 mod model;
 pub mod quorum;
 mod state_machine;
+mod tables;
 mod types;
 
+pub use command::IncidentCommand;
 pub use command::{Command, RejectCode, Rejection, Request, Response};
 pub use error::Error;
 pub use log_store::LogStore;
-pub use model::{Monitor, MonitorDraft};
+pub use model::{
+    AlertPolicy, Digest, Incident, IncidentState, MaintenanceWindow, Monitor, MonitorDraft, MonitorResult,
+    Notification, NotificationKind, NotificationState, Observation, Schedule, Severity, TimelineEvent, Verdict,
+};
 pub use state_machine::{StateHash, StateMachineStore, StateReader};
 pub use types::{NodeId, PeerNode, Raft, TypeConfig};
 

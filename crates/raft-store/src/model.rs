@@ -1,7 +1,12 @@
+//! The domain records the replicated state keeps. Every type here is stored
+//! through the codec (bincode): plain structs and externally tagged enums only.
+
 use serde::{Deserialize, Serialize};
 use uptime_probe::CheckSpec;
 
 use crate::command::Rejection;
+use crate::history::LatencyStats;
+use crate::quorum::{CheckStatus, MonitorState, QuorumRule, VerdictPolicy};
 
 /// A monitor as the replicated state keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,12 +23,41 @@ pub struct Monitor {
     /// Shown on the public status page.
     pub public: bool,
     pub tags: Vec<String>,
+    pub policy: AlertPolicy,
     /// Leader time of the entry that created it.
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
 }
 
-/// What an operator asks for when creating a monitor.
+/// When a monitor's verdict changes and who hears of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertPolicy {
+    /// Failing results in a row, per node, before it counts toward DOWN.
+    pub confirmations: u32,
+    /// Ok results in a row, per node, before it counts toward UP.
+    pub recovery_confirmations: u32,
+    pub quorum: QuorumRule,
+    pub notify_on_recovery: bool,
+    /// Remind while an incident stays unacknowledged; 0 = never.
+    pub renotify_interval_ms: u64,
+    /// Channel names; empty = the cluster's default channels.
+    pub channels: Vec<String>,
+}
+
+impl Default for AlertPolicy {
+    fn default() -> Self {
+        AlertPolicy {
+            confirmations: 2,
+            recovery_confirmations: 1,
+            quorum: QuorumRule::Majority,
+            notify_on_recovery: true,
+            renotify_interval_ms: 0,
+            channels: Vec::new(),
+        }
+    }
+}
+
+/// What an operator asks for when creating or replacing a monitor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MonitorDraft {
     pub name: String,
@@ -33,12 +67,14 @@ pub struct MonitorDraft {
     pub enabled: bool,
     pub public: bool,
     pub tags: Vec<String>,
+    pub policy: AlertPolicy,
 }
 
 pub const MIN_INTERVAL_MS: u64 = 1_000;
 pub const MAX_INTERVAL_MS: u64 = 86_400_000;
 pub const MIN_TIMEOUT_MS: u64 = 100;
 const MAX_NAME_LEN: usize = 100;
+const MAX_CONFIRMATIONS: u32 = 100;
 
 impl MonitorDraft {
     /// The same rules run before proposal (for a clear error) and again in apply
@@ -63,7 +99,206 @@ impl MonitorDraft {
         if self.timeout_ms < MIN_TIMEOUT_MS || self.timeout_ms > self.interval_ms {
             return Err(Rejection::invalid("timeout", "must be at least 100ms and at most the interval"));
         }
+        let p = &self.policy;
+        if !(1..=MAX_CONFIRMATIONS).contains(&p.confirmations) {
+            return Err(Rejection::invalid("confirmations", format!("must be 1 to {MAX_CONFIRMATIONS}")));
+        }
+        if !(1..=MAX_CONFIRMATIONS).contains(&p.recovery_confirmations) {
+            return Err(Rejection::invalid("recovery_confirmations", format!("must be 1 to {MAX_CONFIRMATIONS}")));
+        }
+        if let QuorumRule::Count(0) = p.quorum {
+            return Err(Rejection::invalid("quorum", "count must be at least 1"));
+        }
+        if p.renotify_interval_ms != 0 && p.renotify_interval_ms < 60_000 {
+            return Err(Rejection::invalid("renotify_interval", "must be 0 (off) or at least 1m"));
+        }
         self.check.validate().map_err(|e| Rejection::invalid(e.field, e.message))?;
         Ok(())
     }
+}
+
+impl Monitor {
+    pub fn verdict_policy(&self) -> VerdictPolicy {
+        VerdictPolicy {
+            quorum: self.policy.quorum,
+            confirmations: self.policy.confirmations,
+            recovery_confirmations: self.policy.recovery_confirmations,
+            stale_after_ms: 3 * self.interval_ms,
+        }
+    }
+}
+
+/// One node's latest report on one monitor: what the verdict votes on, and
+/// what an operator reads to see which nodes see a target down.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    pub status: CheckStatus,
+    /// Consecutive results in the class of `status` (ok or failing).
+    pub run: u32,
+    /// State time when the report was applied.
+    pub at_ms: u64,
+    pub last_error: String,
+    /// Mean latency of the report's window, microseconds.
+    pub latency_us: u64,
+}
+
+/// The monitor's current verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub state: MonitorState,
+    /// State time of the last change.
+    pub since_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IncidentState {
+    Triggered,
+    Acknowledged,
+    Resolved,
+}
+
+impl IncidentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentState::Triggered => "triggered",
+            IncidentState::Acknowledged => "acknowledged",
+            IncidentState::Resolved => "resolved",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Severity {
+    Critical,
+    Major,
+    Minor,
+    Info,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Option<Severity> {
+        Some(match s {
+            "critical" => Severity::Critical,
+            "major" => Severity::Major,
+            "minor" => Severity::Minor,
+            "info" => Severity::Info,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Major => "major",
+            Severity::Minor => "minor",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// One line of an incident's timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    pub at_ms: u64,
+    /// A user name, or `system` for what apply did on its own.
+    pub by: String,
+    /// opened, acknowledged, resolved, reopened, note, assigned, severity.
+    pub kind: String,
+    pub text: String,
+}
+
+/// An incident. Never deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: u64,
+    /// None for a manually declared incident not tied to a monitor.
+    pub monitor_id: Option<u64>,
+    pub title: String,
+    pub state: IncidentState,
+    pub severity: Severity,
+    pub assignee: Option<String>,
+    pub opened_at_ms: u64,
+    pub acknowledged_at_ms: Option<u64>,
+    pub resolved_at_ms: Option<u64>,
+    /// When the last open or reminder notification was written.
+    pub last_notified_at_ms: u64,
+    pub timeline: Vec<TimelineEvent>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NotificationKind {
+    Open,
+    Resolve,
+    Reminder,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NotificationState {
+    Pending,
+    /// Claimed by the leader with this log id (term, node, index) for the fencing protocol.
+    Claimed {
+        term: u64,
+        node_id: u64,
+        index: u64,
+    },
+    Sent,
+    Failed {
+        attempts: u32,
+        next_at_ms: u64,
+    },
+    Dead,
+}
+
+/// A record in the notification outbox; the leader's dispatcher delivers it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: u64,
+    pub incident_id: u64,
+    /// None = the cluster's default channels.
+    pub channel: Option<String>,
+    pub kind: NotificationKind,
+    pub state: NotificationState,
+    pub created_at_ms: u64,
+}
+
+/// A maintenance window: while active, its monitors' verdict is MAINTENANCE, no
+/// incident opens and nothing is sent for them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceWindow {
+    pub id: u64,
+    pub name: String,
+    /// Affected monitors; empty = every monitor.
+    pub monitors: Vec<u64>,
+    pub schedule: Schedule,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Schedule {
+    /// [start, end) in Unix milliseconds.
+    Once { start_ms: u64, end_ms: u64 },
+    /// Every day (or on the given weekdays, 0 = Monday), from `start_minute` after
+    /// local midnight in `time_zone` (an IANA name) for `duration_ms`.
+    Recurring { time_zone: String, weekdays: Vec<u8>, start_minute: u32, duration_ms: u64 },
+}
+
+/// A node's digest of one monitor over a window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorResult {
+    pub monitor_id: u64,
+    pub checks: u64,
+    pub failures: u64,
+    pub last_status: CheckStatus,
+    /// Consecutive results in the class of `last_status` at the end of the window.
+    pub run: u32,
+    pub last_error: String,
+    pub latency: LatencyStats,
+}
+
+/// One digest window from one node, numbered per node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    pub seq: u64,
+    /// How many windows were folded into this one because of a backlog.
+    pub coalesced: u32,
+    pub results: Vec<MonitorResult>,
 }

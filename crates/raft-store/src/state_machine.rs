@@ -17,38 +17,36 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, StorageIOError};
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition, TableHandle, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::apply::Apply;
 use crate::codec;
-use crate::command::{Command, Rejection, Request, Response};
+use crate::command::Response;
 use crate::error::{db, Error};
-use crate::model::Monitor;
+use crate::history::{Bucket, Level};
+use crate::model::{Incident, MaintenanceWindow, Monitor, Notification, Observation, Verdict};
+use crate::quorum::MonitorState;
+use crate::tables::{self, id_key, read_u64, Table, TABLES};
 use crate::typ::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership};
 use crate::TypeConfig;
 
+/// Raft bookkeeping: not domain state, not hashed.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
-const MONITORS: TableDefinition<u64, &[u8]> = TableDefinition::new("monitors");
-const MONITOR_NAMES: TableDefinition<&str, u64> = TableDefinition::new("monitor_names");
-const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 
 const KEY_LAST_APPLIED: &str = "last_applied";
 const KEY_MEMBERSHIP: &str = "membership";
-const KEY_CLOCK: &str = "clock_ms";
-const KEY_NEXT_MONITOR_ID: &str = "next_monitor_id";
 
 const STATE_FILE: &str = "state.redb";
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 
 /// The domain state in a portable form: the body of a snapshot, and what the state
-/// hash is computed over. Rows are in key order, so equal states encode equally.
+/// hash is computed over. Tables in [`TABLES`] order, rows in key order, so equal
+/// states encode equally.
 #[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Dump {
-    clock_ms: u64,
-    next_monitor_id: u64,
-    monitors: Vec<Monitor>,
-    settings: Vec<(String, String)>,
+    tables: Vec<(String, tables::Rows)>,
 }
 
 /// A snapshot as kept on disk beside the state file.
@@ -92,9 +90,9 @@ impl StateMachineStore {
         let db = Database::create(&path).map_err(|source| Error::Open { path: path.clone(), source })?;
         let txn = db.begin_write().map_err(db_)?;
         txn.open_table(META).map_err(db_)?;
-        txn.open_table(MONITORS).map_err(db_)?;
-        txn.open_table(MONITOR_NAMES).map_err(db_)?;
-        txn.open_table(SETTINGS).map_err(db_)?;
+        for t in TABLES {
+            txn.open_table(t).map_err(db_)?;
+        }
         txn.commit().map_err(db_)?;
 
         let snap_path = dir.join(SNAPSHOT_FILE);
@@ -119,7 +117,7 @@ impl StateMachineStore {
         let txn = db.begin_write().map_err(db_)?;
         let mut responses = Vec::with_capacity(entries.len());
         {
-            let mut clock: u64 = get_meta(&txn, KEY_CLOCK)?.unwrap_or(0);
+            let mut apply = Apply::new(&txn)?;
             let mut last_applied = None;
             let mut membership = None;
             for entry in entries {
@@ -131,13 +129,12 @@ impl StateMachineStore {
                         Response::Done
                     }
                     EntryPayload::Normal(request) => {
-                        clock = clock.max(request.at_ms);
-                        apply_request(&txn, clock, &request)?
+                        apply.advance_clock(request.at_ms)?;
+                        apply.command(&request.command)?
                     }
                 };
                 responses.push(response);
             }
-            put_meta(&txn, KEY_CLOCK, &clock)?;
             if let Some(last) = last_applied {
                 put_meta(&txn, KEY_LAST_APPLIED, &Some(last))?;
             }
@@ -152,25 +149,24 @@ impl StateMachineStore {
     fn install_blocking(&self, stored: StoredSnapshot) -> Result<(), Error> {
         let dump: Dump = codec::decode(&stored.data)?;
         let txn = self.db.begin_write().map_err(db_)?;
-        txn.delete_table(MONITORS).map_err(db_)?;
-        txn.delete_table(MONITOR_NAMES).map_err(db_)?;
-        txn.delete_table(SETTINGS).map_err(db_)?;
-        {
-            let mut monitors = txn.open_table(MONITORS).map_err(db_)?;
-            let mut names = txn.open_table(MONITOR_NAMES).map_err(db_)?;
-            for m in &dump.monitors {
-                monitors.insert(m.id, codec::encode(m)?.as_slice()).map_err(db_)?;
-                names.insert(m.name.as_str(), m.id).map_err(db_)?;
-            }
-            let mut settings = txn.open_table(SETTINGS).map_err(db_)?;
-            for (k, v) in &dump.settings {
-                settings.insert(k.as_str(), v.as_str()).map_err(db_)?;
-            }
-            put_meta(&txn, KEY_CLOCK, &dump.clock_ms)?;
-            put_meta(&txn, KEY_NEXT_MONITOR_ID, &dump.next_monitor_id)?;
-            put_meta(&txn, KEY_LAST_APPLIED, &stored.meta.last_log_id)?;
-            put_meta(&txn, KEY_MEMBERSHIP, &stored.meta.last_membership)?;
+        for t in TABLES {
+            txn.delete_table(t).map_err(db_)?;
+            txn.open_table(t).map_err(db_)?;
         }
+        for (name, rows) in &dump.tables {
+            let Some(def) = TABLES.iter().find(|t| t.name() == name) else {
+                return Err(Error::Corrupt {
+                    path: self.dir.join(SNAPSHOT_FILE),
+                    reason: format!("unknown table {name:?} in snapshot"),
+                });
+            };
+            let mut table = txn.open_table(*def).map_err(db_)?;
+            for (k, v) in rows {
+                table.insert(k.as_slice(), v.as_slice()).map_err(db_)?;
+            }
+        }
+        put_meta(&txn, KEY_LAST_APPLIED, &stored.meta.last_log_id)?;
+        put_meta(&txn, KEY_MEMBERSHIP, &stored.meta.last_membership)?;
         txn.commit().map_err(db_)?;
         save_snapshot_file(&self.dir, &stored)?;
         *self.current.lock().expect("snapshot lock poisoned") = Some(stored);
@@ -180,15 +176,6 @@ impl StateMachineStore {
 
 fn db_<E: Into<redb::Error>>(e: E) -> Error {
     db(e)
-}
-
-fn get_meta<T: serde::de::DeserializeOwned>(txn: &WriteTransaction, key: &str) -> Result<Option<T>, Error> {
-    let table = txn.open_table(META).map_err(db)?;
-    let value = table.get(key).map_err(db)?;
-    Ok(match value {
-        Some(v) => Some(codec::decode(v.value())?),
-        None => None,
-    })
 }
 
 fn put_meta<T: Serialize>(txn: &WriteTransaction, key: &str, value: &T) -> Result<(), Error> {
@@ -206,70 +193,11 @@ fn read_meta<T: serde::de::DeserializeOwned>(txn: &ReadTransaction, key: &str) -
     })
 }
 
-/// Applies one command at state time `now`. `Err` is reserved for storage
-/// failures; a refused command is `Ok(Response::Rejected)`.
-fn apply_request(txn: &WriteTransaction, now: u64, request: &Request) -> Result<Response, Error> {
-    if let Err(rejection) = request.command.validate() {
-        return Ok(Response::Rejected(rejection));
-    }
-    match &request.command {
-        Command::CreateMonitor(draft) => {
-            let mut names = txn.open_table(MONITOR_NAMES).map_err(db)?;
-            if names.get(draft.name.as_str()).map_err(db)?.is_some() {
-                return Ok(Response::Rejected(Rejection::conflict(
-                    "name",
-                    format!("a monitor named {:?} already exists", draft.name),
-                )));
-            }
-            let id: u64 = get_meta(txn, KEY_NEXT_MONITOR_ID)?.unwrap_or(1);
-            put_meta(txn, KEY_NEXT_MONITOR_ID, &(id + 1))?;
-            let monitor = Monitor {
-                id,
-                name: draft.name.clone(),
-                check: draft.check.clone(),
-                interval_ms: draft.interval_ms,
-                timeout_ms: draft.timeout_ms,
-                enabled: draft.enabled,
-                public: draft.public,
-                tags: draft.tags.clone(),
-                created_at_ms: now,
-                updated_at_ms: now,
-            };
-            names.insert(monitor.name.as_str(), id).map_err(db)?;
-            txn.open_table(MONITORS).map_err(db)?.insert(id, codec::encode(&monitor)?.as_slice()).map_err(db)?;
-            Ok(Response::Monitor(monitor))
-        }
-        Command::DeleteMonitor { id } => {
-            let mut monitors = txn.open_table(MONITORS).map_err(db)?;
-            let removed = monitors.remove(*id).map_err(db)?.map(|v| codec::decode::<Monitor>(v.value()));
-            match removed {
-                Some(m) => {
-                    txn.open_table(MONITOR_NAMES).map_err(db)?.remove(m?.name.as_str()).map_err(db)?;
-                    Ok(Response::Deleted { id: *id })
-                }
-                None => Ok(Response::Rejected(Rejection::not_found(format!("no monitor with id {id}")))),
-            }
-        }
-        Command::SetSetting { key, value } => {
-            txn.open_table(SETTINGS).map_err(db)?.insert(key.as_str(), value.as_str()).map_err(db)?;
-            Ok(Response::Done)
-        }
-    }
-}
-
 fn dump(txn: &ReadTransaction) -> Result<Dump, Error> {
-    let mut out = Dump {
-        clock_ms: read_meta(txn, KEY_CLOCK)?.unwrap_or(0),
-        next_monitor_id: read_meta(txn, KEY_NEXT_MONITOR_ID)?.unwrap_or(1),
-        ..Dump::default()
-    };
-    for row in txn.open_table(MONITORS).map_err(db)?.iter().map_err(db)? {
-        let (_, v) = row.map_err(db)?;
-        out.monitors.push(codec::decode(v.value())?);
-    }
-    for row in txn.open_table(SETTINGS).map_err(db)?.iter().map_err(db)? {
-        let (k, v) = row.map_err(db)?;
-        out.settings.push((k.value().to_string(), v.value().to_string()));
+    let mut out = Dump::default();
+    for t in TABLES {
+        let table = txn.open_table(t).map_err(db)?;
+        out.tables.push((t.name().to_string(), tables::rows(&table).map_err(db)?));
     }
     Ok(out)
 }
@@ -390,24 +318,37 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 // === impl StateReader ===
 
 impl StateReader {
-    pub fn list_monitors(&self) -> Result<Vec<Monitor>, Error> {
+    fn get<T: serde::de::DeserializeOwned>(&self, table: Table, key: &[u8]) -> Result<Option<T>, Error> {
         let txn = self.db.begin_read().map_err(db)?;
+        let t = txn.open_table(table).map_err(db)?;
+        let v = t.get(key).map_err(db)?;
+        Ok(match v {
+            Some(v) => Some(codec::decode(v.value())?),
+            None => None,
+        })
+    }
+
+    /// Rows of `table` whose key starts with `prefix`, from `from` on (a key suffix), decoded.
+    fn scan<T: serde::de::DeserializeOwned>(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, Error> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let t = txn.open_table(table).map_err(db)?;
         let mut out = Vec::new();
-        for row in txn.open_table(MONITORS).map_err(db)?.iter().map_err(db)? {
-            let (_, v) = row.map_err(db)?;
-            out.push(codec::decode(v.value())?);
+        for row in t.range::<&[u8]>(prefix..).map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_vec(), codec::decode(v.value())?));
         }
         Ok(out)
     }
 
+    pub fn list_monitors(&self) -> Result<Vec<Monitor>, Error> {
+        Ok(self.scan::<Monitor>(tables::MONITORS, &[])?.into_iter().map(|(_, m)| m).collect())
+    }
+
     pub fn get_monitor(&self, id: u64) -> Result<Option<Monitor>, Error> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(MONITORS).map_err(db)?;
-        let value = table.get(id).map_err(db)?;
-        Ok(match value {
-            Some(v) => Some(codec::decode(v.value())?),
-            None => None,
-        })
+        self.get(tables::MONITORS, &id_key(id))
     }
 
     /// Looks a monitor up by id (all digits) or by name.
@@ -417,9 +358,9 @@ impl StateReader {
         }
         let id = {
             let txn = self.db.begin_read().map_err(db)?;
-            let table = txn.open_table(MONITOR_NAMES).map_err(db)?;
-            let value = table.get(id_or_name).map_err(db)?;
-            value.map(|v| v.value())
+            let table = txn.open_table(tables::MONITOR_NAMES).map_err(db)?;
+            let value = table.get(id_or_name.as_bytes()).map_err(db)?;
+            value.map(|v| read_u64(v.value()))
         };
         match id {
             Some(id) => self.get_monitor(id),
@@ -427,11 +368,75 @@ impl StateReader {
         }
     }
 
+    /// The monitor's verdict (UNKNOWN before any).
+    pub fn verdict(&self, monitor_id: u64) -> Result<Verdict, Error> {
+        Ok(self
+            .get(tables::VERDICTS, &id_key(monitor_id))?
+            .unwrap_or(Verdict { state: MonitorState::Unknown, since_ms: 0 }))
+    }
+
+    /// Each node's latest report on a monitor, by node id.
+    pub fn observations(&self, monitor_id: u64) -> Result<Vec<(u64, Observation)>, Error> {
+        Ok(self
+            .scan::<Observation>(tables::OBSERVATIONS, &id_key(monitor_id))?
+            .into_iter()
+            .map(|(k, o)| (read_u64(&k[8..]), o))
+            .collect())
+    }
+
+    pub fn list_incidents(&self) -> Result<Vec<Incident>, Error> {
+        Ok(self.scan::<Incident>(tables::INCIDENTS, &[])?.into_iter().map(|(_, i)| i).collect())
+    }
+
+    pub fn get_incident(&self, id: u64) -> Result<Option<Incident>, Error> {
+        self.get(tables::INCIDENTS, &id_key(id))
+    }
+
+    pub fn list_maintenance(&self) -> Result<Vec<MaintenanceWindow>, Error> {
+        Ok(self.scan::<MaintenanceWindow>(tables::MAINTENANCE, &[])?.into_iter().map(|(_, w)| w).collect())
+    }
+
+    pub fn outbox(&self) -> Result<Vec<Notification>, Error> {
+        Ok(self.scan::<Notification>(tables::OUTBOX, &[])?.into_iter().map(|(_, n)| n).collect())
+    }
+
+    /// History buckets of one level with a start in [from_ms, to_ms), as (start, bucket).
+    pub fn history(
+        &self,
+        monitor_id: u64,
+        level: Level,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<(u64, Bucket)>, Error> {
+        let mut prefix = id_key(monitor_id).to_vec();
+        prefix.push(level.code());
+        Ok(self
+            .scan::<Bucket>(tables::HISTORY, &prefix)?
+            .into_iter()
+            .map(|(k, b)| (read_u64(&k[9..]), b))
+            .filter(|(start, _)| (from_ms..to_ms).contains(start))
+            .collect())
+    }
+
+    /// The last digest seq applied from `node_id`.
+    pub fn digest_seq(&self, node_id: u64) -> Result<u64, Error> {
+        Ok(self.get(tables::DIGEST_SEQS, &id_key(node_id))?.unwrap_or(0))
+    }
+
+    pub fn counter(&self, name: &str) -> Result<u64, Error> {
+        Ok(self.get(tables::COUNTERS, name.as_bytes())?.unwrap_or(0))
+    }
+
+    /// The state clock: the latest leader time applied.
+    pub fn clock_ms(&self) -> Result<u64, Error> {
+        self.counter(crate::apply::CLOCK)
+    }
+
     pub fn setting(&self, key: &str) -> Result<Option<String>, Error> {
         let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(SETTINGS).map_err(db)?;
-        let value = table.get(key).map_err(db)?;
-        Ok(value.map(|v| v.value().to_string()))
+        let table = txn.open_table(tables::SETTINGS).map_err(db)?;
+        let value = table.get(key.as_bytes()).map_err(db)?;
+        Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
     }
 
     /// A hash of the domain state (not of Raft bookkeeping) with the applied index

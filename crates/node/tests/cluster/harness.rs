@@ -230,10 +230,7 @@ pub fn monitor(name: &str) -> CreateMonitor {
         target: "http://127.0.0.1:9/".into(),
         interval: Some("60s".into()),
         timeout: None,
-        expect: vec![],
-        public: false,
-        paused: false,
-        tags: vec![],
+        ..Default::default()
     }
 }
 

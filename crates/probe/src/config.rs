@@ -1,0 +1,105 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Error;
+
+/// How the prober runs checks. Per-check limits (the total timeout) come with
+/// each check; these are the node-wide ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Longest a name lookup may take, within the check's total timeout: a slow
+    /// resolver shows up as a DNS timeout, not as a slow target.
+    pub dns_timeout: Duration,
+    /// Longest one TCP connect may take, within the check's total timeout.
+    pub connect_timeout: Duration,
+    /// Longest the TLS handshake may take, within the check's total timeout.
+    pub tls_timeout: Duration,
+    /// Most response-body bytes read for a body match. A match not found in the
+    /// first `max_body_bytes` fails the check; a huge body never fills memory.
+    pub max_body_bytes: usize,
+    /// Most bytes read while looking for a TCP banner.
+    pub max_banner_bytes: usize,
+    /// `User-Agent` of HTTP checks, unless a spec sets its own.
+    pub user_agent: String,
+    /// DNS servers for resolving targets; empty uses the system's
+    /// (`/etc/resolv.conf`). DNS *checks* name their own server or use these.
+    pub nameservers: Vec<SocketAddr>,
+    /// Names kept in the resolver's cache, each for its record's TTL, so 100k
+    /// monitors on a few hundred hosts do not mean 100k lookups per interval.
+    pub dns_cache_size: u64,
+    /// Trust Mozilla's root certificates (compiled in, so every node trusts the
+    /// same set whatever its OS).
+    pub webpki_roots: bool,
+    /// PEM files of further trusted CA certificates (a private CA).
+    pub extra_ca_files: Vec<PathBuf>,
+    /// Payload bytes in each ICMP echo request (56 is what `ping` sends).
+    pub icmp_payload_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            dns_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            tls_timeout: Duration::from_secs(5),
+            max_body_bytes: 1 << 20,
+            max_banner_bytes: 4096,
+            user_agent: concat!("uptime-cluster/", env!("CARGO_PKG_VERSION")).to_string(),
+            nameservers: Vec::new(),
+            dns_cache_size: 10_000,
+            webpki_roots: true,
+            extra_ca_files: Vec::new(),
+            icmp_payload_bytes: 56,
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(self) -> Result<Config, Error> {
+        let bad = |field, message: &str| Err(Error::Config { field, message: message.to_string() });
+        for (field, d) in [
+            ("dns_timeout", self.dns_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("tls_timeout", self.tls_timeout),
+        ] {
+            if d.is_zero() {
+                return bad(field, "must be positive");
+            }
+        }
+        if !(1..=(64 << 20)).contains(&self.max_body_bytes) {
+            return bad("max_body_bytes", "must be 1 byte to 64 MiB");
+        }
+        if !(1..=(1 << 20)).contains(&self.max_banner_bytes) {
+            return bad("max_banner_bytes", "must be 1 byte to 1 MiB");
+        }
+        if http::HeaderValue::from_str(&self.user_agent).is_err() {
+            return bad("user_agent", "is not a valid header value");
+        }
+        if self.icmp_payload_bytes > 1400 {
+            return bad("icmp_payload_bytes", "at most 1400 (one unfragmented packet)");
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_bad_fields_are_named() {
+        Config::default().validate().unwrap();
+        for (cfg, field) in [
+            (Config { connect_timeout: Duration::ZERO, ..Config::default() }, "connect_timeout"),
+            (Config { max_body_bytes: 0, ..Config::default() }, "max_body_bytes"),
+            (Config { user_agent: "a\nb".into(), ..Config::default() }, "user_agent"),
+            (Config { icmp_payload_bytes: 9000, ..Config::default() }, "icmp_payload_bytes"),
+        ] {
+            match cfg.validate() {
+                Err(Error::Config { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+}
