@@ -73,7 +73,10 @@ pub struct TlsFiles {
 pub struct RaftTimings {
     /// Leader heartbeat; also how fast followers learn of a new commit index.
     pub heartbeat_ms: u64,
-    /// A follower that hears no leader for a random time in [min, max) starts an election.
+    /// A follower that hears no leader for a random time in [min, max) starts an
+    /// election. openraft adds a leader lease of `max` first (a follower refuses to
+    /// vote while its leader's lease holds), so failover takes about
+    /// max + [min, max) plus one round trip and a commit: 650–800 ms by default.
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
     /// Build a snapshot after this many entries since the last one.
@@ -86,9 +89,9 @@ pub struct RaftTimings {
 impl Default for RaftTimings {
     fn default() -> Self {
         RaftTimings {
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 400,
-            election_timeout_max_ms: 800,
+            heartbeat_ms: 50,
+            election_timeout_min_ms: 250,
+            election_timeout_max_ms: 400,
             snapshot_every: 10_000,
             keep_logs: 1_000,
         }

@@ -5,10 +5,17 @@
 //!    I/O beyond this store. Time comes from `Request::at_ms`, folded as
 //!    `clock = max(clock, at_ms)`.
 //! 2. A batch of entries is applied in one write transaction together with
-//!    `last_applied`, so a crash leaves the state at a batch boundary that agrees
-//!    with `last_applied`, and openraft re-applies the rest from the log.
-//! 3. A snapshot is read from one redb read transaction begun when openraft asks
+//!    `last_applied`, so the state always sits at a batch boundary that agrees
+//!    with `last_applied`.
+//! 3. Apply commits are not fsynced one by one (`Durability::None`; every
+//!    [`DURABLE_EVERY`]th batch is): the Raft log is the durable record, and after a
+//!    crash openraft re-applies from the durable `last_applied` on. What makes that
+//!    safe is invariant 4 and the restore in [`StateMachineStore::open`]: the log
+//!    is purged only behind a snapshot, and a snapshot file is always durable, so
+//!    if the state fell back behind the snapshot, open installs the snapshot first.
+//! 4. A snapshot is read from one redb read transaction begun when openraft asks
 //!    for a builder: it is a consistent cut, and apply goes on while it is built.
+//!    Its file is written and fsynced before openraft may purge the log behind it.
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
@@ -17,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, StorageIOError};
-use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition, TableHandle, WriteTransaction};
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, TableDefinition, TableHandle, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -39,6 +46,9 @@ const KEY_LAST_APPLIED: &str = "last_applied";
 const KEY_MEMBERSHIP: &str = "membership";
 
 const STATE_FILE: &str = "state.redb";
+/// Every this many apply batches, one is committed durably, so redb can reclaim
+/// pages freed by the non-durable ones (redb only reuses them after a durable commit).
+pub const DURABLE_EVERY: u64 = 64;
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 
 /// The domain state in a portable form: the body of a snapshot, and what the state
@@ -60,6 +70,8 @@ struct StoredSnapshot {
 /// the inner database serve reads through [`StateReader`].
 pub struct StateMachineStore {
     db: Arc<Database>,
+    /// Apply batches since the last durable commit (invariant 3).
+    since_durable: u64,
     dir: PathBuf,
     current: Arc<Mutex<Option<StoredSnapshot>>>,
     builds: Arc<AtomicU64>,
@@ -101,20 +113,42 @@ impl StateMachineStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => return Err(Error::SnapshotFile { path: snap_path, source }),
         };
-        Ok(StateMachineStore {
+        let store = StateMachineStore {
             db: Arc::new(db),
+            since_durable: 0,
             dir: dir.to_owned(),
             current: Arc::new(Mutex::new(current)),
             builds: Arc::new(AtomicU64::new(0)),
-        })
+        };
+        store.restore_behind_snapshot()?;
+        Ok(store)
+    }
+
+    /// After a crash the state may have fallen back behind the latest snapshot
+    /// (its last commits were not fsynced), and the log behind the snapshot may be
+    /// purged: reinstall the snapshot so openraft can re-apply from the log.
+    fn restore_behind_snapshot(&self) -> Result<(), Error> {
+        let Some(snapshot) = self.current.lock().expect("snapshot lock poisoned").clone() else { return Ok(()) };
+        let applied = {
+            let txn = self.db.begin_read().map_err(db_)?;
+            applied_state(&txn)?.0
+        };
+        if snapshot.meta.last_log_id > applied {
+            tracing::info!(?applied, snapshot = ?snapshot.meta.last_log_id, "state behind the snapshot after a crash: restoring it");
+            self.load_snapshot(&snapshot)?;
+        }
+        Ok(())
     }
 
     pub fn reader(&self) -> StateReader {
         StateReader { db: self.db.clone() }
     }
 
-    fn apply_blocking(db: &Database, entries: Vec<Entry>) -> Result<Vec<Response>, Error> {
-        let txn = db.begin_write().map_err(db_)?;
+    fn apply_blocking(db: &Database, entries: Vec<Entry>, durable: bool) -> Result<Vec<Response>, Error> {
+        let mut txn = db.begin_write().map_err(db_)?;
+        if !durable {
+            txn.set_durability(Durability::None).map_err(|e| db_(redb::Error::from(e)))?;
+        }
         let mut responses = Vec::with_capacity(entries.len());
         {
             let mut apply = Apply::new(&txn)?;
@@ -147,6 +181,14 @@ impl StateMachineStore {
     }
 
     fn install_blocking(&self, stored: StoredSnapshot) -> Result<(), Error> {
+        self.load_snapshot(&stored)?;
+        save_snapshot_file(&self.dir, &stored)?;
+        *self.current.lock().expect("snapshot lock poisoned") = Some(stored);
+        Ok(())
+    }
+
+    /// Replaces the domain state with a snapshot's, durably.
+    fn load_snapshot(&self, stored: &StoredSnapshot) -> Result<(), Error> {
         let dump: Dump = codec::decode(&stored.data)?;
         let txn = self.db.begin_write().map_err(db_)?;
         for t in TABLES {
@@ -168,8 +210,6 @@ impl StateMachineStore {
         put_meta(&txn, KEY_LAST_APPLIED, &stored.meta.last_log_id)?;
         put_meta(&txn, KEY_MEMBERSHIP, &stored.meta.last_membership)?;
         txn.commit().map_err(db_)?;
-        save_snapshot_file(&self.dir, &stored)?;
-        *self.current.lock().expect("snapshot lock poisoned") = Some(stored);
         Ok(())
     }
 }
@@ -248,7 +288,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let db = self.db.clone();
-        match tokio::task::spawn_blocking(move || StateMachineStore::apply_blocking(&db, entries)).await {
+        self.since_durable += 1;
+        let durable = self.since_durable >= DURABLE_EVERY;
+        if durable {
+            self.since_durable = 0;
+        }
+        match tokio::task::spawn_blocking(move || StateMachineStore::apply_blocking(&db, entries, durable)).await {
             Ok(result) => result.map_err(sm_write_err),
             Err(join) => Err(sm_write_err(Error::Task { message: join.to_string() })),
         }
