@@ -10,7 +10,10 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::dto::{AddNode, ClusterStatus, CreateMonitor, ErrorEnvelope, MonitorView, StateHashView};
+use crate::dto::{
+    AddNode, ClusterStatus, CreateMonitor, DeclareIncident, ErrorEnvelope, HistoryView, IncidentAction, IncidentView,
+    MaintenanceView, MonitorView, NodeView, StateHashView,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -29,6 +32,8 @@ pub enum ClientError {
 pub struct Client {
     base: String,
     token: Option<String>,
+    /// Sent as `X-Uptime-User`: who incident actions are attributed to.
+    user: Option<String>,
     http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
 }
@@ -49,7 +54,13 @@ impl Client {
         connector.set_connect_timeout(Some(Duration::from_secs(3)));
         connector.set_nodelay(true);
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Client { base, token, http, timeout: Duration::from_secs(15) })
+        Ok(Client { base, token, user: None, http, timeout: Duration::from_secs(15) })
+    }
+
+    /// Attributes incident actions to `user`.
+    pub fn with_user(mut self, user: impl Into<String>) -> Client {
+        self.user = Some(user.into());
+        self
     }
 
     pub fn endpoint(&self) -> &str {
@@ -65,6 +76,9 @@ impl Client {
         let mut req = http::Request::builder().method(method).uri(format!("{}{}", self.base, path));
         if let Some(t) = &self.token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if let Some(u) = &self.user {
+            req = req.header("x-uptime-user", u.as_str());
         }
         let body = match body {
             Some(b) => {
@@ -155,6 +169,70 @@ impl Client {
         )
         .await
         .map(|_| ())
+    }
+}
+
+impl Client {
+    async fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        self.request(method, path, body).await?.ok_or_else(|| ClientError::Decode { message: "empty body".into() })
+    }
+
+    pub async fn pause_monitor(&self, m: &str, paused: bool) -> Result<MonitorView, ClientError> {
+        let action = if paused { "pause" } else { "resume" };
+        self.send::<(), _>(Method::POST, &format!("/api/v1/monitors/{}/{action}", encode_path(m)), None).await
+    }
+
+    pub async fn monitor_nodes(&self, m: &str) -> Result<Vec<NodeView>, ClientError> {
+        self.get(&format!("/api/v1/monitors/{}/nodes", encode_path(m))).await
+    }
+
+    pub async fn history(&self, m: &str, range: &str) -> Result<HistoryView, ClientError> {
+        self.get(&format!("/api/v1/monitors/{}/history?range={}", encode_path(m), encode_path(range))).await
+    }
+
+    /// `state`: open, triggered, acknowledged, resolved or all.
+    pub async fn list_incidents(&self, state: Option<&str>) -> Result<Vec<IncidentView>, ClientError> {
+        match state {
+            Some(s) => self.get(&format!("/api/v1/incidents?state={}", encode_path(s))).await,
+            None => self.get("/api/v1/incidents").await,
+        }
+    }
+
+    pub async fn get_incident(&self, id: &str) -> Result<IncidentView, ClientError> {
+        self.get(&format!("/api/v1/incidents/{}", encode_path(id))).await
+    }
+
+    pub async fn declare_incident(&self, body: &DeclareIncident) -> Result<IncidentView, ClientError> {
+        self.send(Method::POST, "/api/v1/incidents", Some(body)).await
+    }
+
+    /// `action`: ack, resolve, reopen, notes, assign or severity.
+    pub async fn incident_action(
+        &self,
+        id: &str,
+        action: &str,
+        body: &IncidentAction,
+    ) -> Result<IncidentView, ClientError> {
+        self.send(Method::POST, &format!("/api/v1/incidents/{}/{action}", encode_path(id)), Some(body)).await
+    }
+
+    pub async fn list_maintenance(&self) -> Result<Vec<MaintenanceView>, ClientError> {
+        self.get("/api/v1/maintenance").await
+    }
+
+    pub async fn create_maintenance(&self, body: &MaintenanceView) -> Result<MaintenanceView, ClientError> {
+        self.send(Method::POST, "/api/v1/maintenance", Some(body)).await
+    }
+
+    pub async fn delete_maintenance(&self, id: &str) -> Result<(), ClientError> {
+        self.request::<(), serde_json::Value>(Method::DELETE, &format!("/api/v1/maintenance/{}", encode_path(id)), None)
+            .await
+            .map(|_| ())
     }
 }
 

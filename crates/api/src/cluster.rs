@@ -41,6 +41,13 @@ pub(crate) enum LeaderOp {
     RemoveNode { id: NodeId },
 }
 
+/// What the leader answers for a committed op: apply's response and the entry's index.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Committed {
+    response: Response,
+    index: u64,
+}
+
 /// Why the leader (or the node that thought it was) did not carry an op out.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum OpError {
@@ -137,7 +144,19 @@ impl Cluster {
                 self.forward(leader, &op).await
             };
             match result {
-                Ok(response) => return Ok(response),
+                Ok(Committed { response, index }) => {
+                    // Read your writes on this node: a follower answers only once it has
+                    // applied the entry too (bounded; the write has committed either way).
+                    if leader != self.node_id() {
+                        let _ = self
+                            .inner
+                            .raft
+                            .wait(Some(self.inner.config.write_timeout))
+                            .applied_index_at_least(Some(index), "forwarded write")
+                            .await;
+                    }
+                    return Ok(response);
+                }
                 // Leadership moved (or the leader we knew is gone) before anything was
                 // proposed: wait for the next leader, then try again.
                 Err(OpError::NotLeader { .. }) | Err(OpError::Unavailable { .. })
@@ -166,7 +185,7 @@ impl Cluster {
         }
     }
 
-    async fn forward(&self, leader: NodeId, op: &LeaderOp) -> Result<Response, OpError> {
+    async fn forward(&self, leader: NodeId, op: &LeaderOp) -> Result<Committed, OpError> {
         let metrics = self.metrics();
         let node = metrics.membership_config.membership().get_node(&leader).cloned();
         let Some(node) = node else {
@@ -181,7 +200,7 @@ impl Cluster {
         let mut request = tonic::Request::new(RaftPayload { payload });
         request.set_timeout(self.inner.config.write_timeout);
         match client.forward_write(request).await {
-            Ok(reply) => codec::decode::<Result<Response, OpError>>(&reply.into_inner().payload)
+            Ok(reply) => codec::decode::<Result<Committed, OpError>>(&reply.into_inner().payload)
                 .map_err(|e| OpError::Unknown { message: format!("undecodable reply from leader {leader}: {e}") })?,
             // Nothing reached the leader's service: safe to retry elsewhere.
             Err(status) if status.code() == tonic::Code::Unavailable => {
@@ -195,19 +214,20 @@ impl Cluster {
 
     /// Carries out `op` on this node, which must be the leader. The leader stamps
     /// writes with its clock here: entries carry the leader's time (DESIGN.md).
-    pub(crate) async fn execute_local(&self, op: LeaderOp) -> Result<Response, OpError> {
+    pub(crate) async fn execute_local(&self, op: LeaderOp) -> Result<Committed, OpError> {
         let raft = &self.inner.raft;
         let timeout = self.inner.config.write_timeout;
         let fut = async {
             match op {
-                LeaderOp::Write(command) => {
-                    raft.client_write(Request { at_ms: now_ms(), command }).await.map(|r| r.data)
-                }
+                LeaderOp::Write(command) => raft
+                    .client_write(Request { at_ms: now_ms(), command })
+                    .await
+                    .map(|r| Committed { index: r.log_id.index, response: r.data }),
                 LeaderOp::AddNode { id, node } => {
                     raft.add_learner(id, node, true).await?;
                     raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                         .await
-                        .map(|_| Response::Done)
+                        .map(|r| Committed { index: r.log_id.index, response: Response::Done })
                 }
                 LeaderOp::RemoveNode { id } => {
                     let membership = self.metrics().membership_config.membership().clone();
@@ -217,7 +237,9 @@ impl Cluster {
                         ChangeMembers::RemoveNodes(BTreeSet::from([id]))
                     };
                     // retain = false: a removed voter leaves the cluster, not just the quorum.
-                    raft.change_membership(change, false).await.map(|_| Response::Done)
+                    raft.change_membership(change, false)
+                        .await
+                        .map(|r| Committed { index: r.log_id.index, response: Response::Done })
                 }
             }
         };

@@ -184,3 +184,162 @@ pub struct Setting {
 pub struct SettingValue {
     pub value: String,
 }
+
+/// Unix milliseconds as RFC 3339 (UTC, millisecond precision).
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
+/// One node's latest report on a monitor (`GET /api/v1/monitors/{id}/nodes`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub node_id: u64,
+    /// `up`, `down` or `degraded`.
+    pub status: String,
+    /// Consecutive results in the same class (ok / failing).
+    pub run: u32,
+    pub at: String,
+    pub at_ms: u64,
+    /// Older than 3 intervals: it no longer votes.
+    pub stale: bool,
+    pub last_error: String,
+    pub latency_ms: f64,
+}
+
+/// `GET /api/v1/monitors/{id}/history?range=24h`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryView {
+    pub monitor_id: u64,
+    pub name: String,
+    /// `minute`, `hour` or `day`: the finest level that covers the range.
+    pub level: String,
+    pub from: String,
+    pub to: String,
+    /// Share of checks that did not fail, over the range; null without checks.
+    pub uptime_percent: Option<f64>,
+    pub checks: u64,
+    pub failures: u64,
+    pub buckets: Vec<BucketView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BucketView {
+    pub start: String,
+    pub start_ms: u64,
+    pub checks: u64,
+    pub failures: u64,
+    pub latency_min_ms: Option<f64>,
+    pub latency_max_ms: Option<f64>,
+    pub latency_avg_ms: Option<f64>,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+}
+
+/// An incident as the API shows it; `incident list -o json` is an array of these.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentView {
+    pub id: u64,
+    pub monitor_id: Option<u64>,
+    pub title: String,
+    /// `triggered`, `acknowledged` or `resolved`.
+    pub state: String,
+    pub severity: String,
+    pub assignee: Option<String>,
+    pub opened_at: String,
+    pub acknowledged_at: Option<String>,
+    pub resolved_at: Option<String>,
+    pub opened_at_ms: u64,
+    pub resolved_at_ms: Option<u64>,
+    pub timeline: Vec<TimelineView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineView {
+    pub at: String,
+    pub by: String,
+    pub kind: String,
+    pub text: String,
+}
+
+impl From<&uptime_raft_store::Incident> for IncidentView {
+    fn from(i: &uptime_raft_store::Incident) -> Self {
+        IncidentView {
+            id: i.id,
+            monitor_id: i.monitor_id,
+            title: i.title.clone(),
+            state: i.state.as_str().into(),
+            severity: i.severity.as_str().into(),
+            assignee: i.assignee.clone(),
+            opened_at: rfc3339(i.opened_at_ms),
+            acknowledged_at: i.acknowledged_at_ms.map(rfc3339),
+            resolved_at: i.resolved_at_ms.map(rfc3339),
+            opened_at_ms: i.opened_at_ms,
+            resolved_at_ms: i.resolved_at_ms,
+            timeline: i
+                .timeline
+                .iter()
+                .map(|e| TimelineView {
+                    at: rfc3339(e.at_ms),
+                    by: e.by.clone(),
+                    kind: e.kind.clone(),
+                    text: e.text.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `POST /api/v1/incidents`: declare one by hand.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclareIncident {
+    pub title: String,
+    /// critical (default), major, minor or info.
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// A monitor id or name, if the incident is about one.
+    #[serde(default)]
+    pub monitor: Option<String>,
+}
+
+/// The body of incident actions; every field optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentAction {
+    /// A note's text.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// For assign: a user name, or null to unassign.
+    #[serde(default)]
+    pub assignee: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+}
+
+/// A maintenance window as the API shows and takes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceView {
+    #[serde(default)]
+    pub id: u64,
+    pub name: String,
+    /// Monitor ids or names; empty = every monitor.
+    #[serde(default)]
+    pub monitors: Vec<String>,
+    /// One-off: RFC 3339 start and end.
+    #[serde(default)]
+    pub start: Option<String>,
+    #[serde(default)]
+    pub end: Option<String>,
+    /// Recurring: an IANA time zone, a local start time "HH:MM", a duration, and
+    /// optional weekdays (mon..sun; empty = every day).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    #[serde(default)]
+    pub at: Option<String>,
+    #[serde(default)]
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub weekdays: Vec<String>,
+    /// Whether it covers the state clock now (output only).
+    #[serde(default)]
+    pub active: bool,
+}

@@ -12,7 +12,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::cluster::Cluster;
-use crate::dto::{AddNode, ClusterStatus, CreateMonitor, MonitorView, Setting, SettingValue, StateHashView};
+use crate::dto::{
+    AddNode, ClusterStatus, CreateMonitor, DeclareIncident, HistoryView, IncidentAction, IncidentView, MaintenanceView,
+    MonitorView, NodeView, Setting, SettingValue, StateHashView,
+};
 use crate::error::ApiError;
 use crate::ops;
 
@@ -35,6 +38,15 @@ pub fn router(cluster: Cluster, token: &str) -> Router {
         .route("/api/v1/settings/{key}", get(get_setting).put(put_setting))
         .route("/api/v1/monitors", get(list_monitors).post(create_monitor))
         .route("/api/v1/monitors/{id}", get(get_monitor).delete(delete_monitor))
+        .route("/api/v1/monitors/{id}/pause", post(pause_monitor))
+        .route("/api/v1/monitors/{id}/resume", post(resume_monitor))
+        .route("/api/v1/monitors/{id}/nodes", get(monitor_nodes))
+        .route("/api/v1/monitors/{id}/history", get(monitor_history))
+        .route("/api/v1/incidents", get(list_incidents).post(declare_incident))
+        .route("/api/v1/incidents/{id}", get(get_incident))
+        .route("/api/v1/incidents/{id}/{action}", post(incident_action))
+        .route("/api/v1/maintenance", get(list_maintenance).post(create_maintenance))
+        .route("/api/v1/maintenance/{id}", delete(delete_maintenance))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let router =
         Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz)).merge(protected);
@@ -153,4 +165,99 @@ async fn create_monitor(
     JsonBody(body): JsonBody<CreateMonitor>,
 ) -> Result<(StatusCode, Json<MonitorView>), ApiError> {
     Ok((StatusCode::CREATED, Json(ops::create_monitor(&s.cluster, body).await?)))
+}
+
+async fn pause_monitor(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<MonitorView>, ApiError> {
+    Ok(Json(ops::set_paused(&s.cluster, &id, true).await?))
+}
+
+async fn resume_monitor(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<MonitorView>, ApiError> {
+    Ok(Json(ops::set_paused(&s.cluster, &id, false).await?))
+}
+
+async fn monitor_nodes(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Vec<NodeView>>, ApiError> {
+    Ok(Json(ops::node_view(&s.cluster, &id).await?))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    /// How far back from now, e.g. 24h (default), 30d.
+    range: Option<String>,
+}
+
+async fn monitor_history(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<HistoryView>, ApiError> {
+    Ok(Json(ops::history(&s.cluster, &id, q.range.as_deref()).await?))
+}
+
+#[derive(Deserialize)]
+struct IncidentQuery {
+    /// open, triggered, acknowledged, resolved or all (default).
+    state: Option<String>,
+}
+
+async fn list_incidents(
+    State(s): State<AppState>,
+    Query(q): Query<IncidentQuery>,
+) -> Result<Json<Vec<IncidentView>>, ApiError> {
+    Ok(Json(ops::list_incidents(&s.cluster, q.state.as_deref()).await?))
+}
+
+async fn get_incident(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<IncidentView>, ApiError> {
+    Ok(Json(ops::get_incident(&s.cluster, &id).await?))
+}
+
+/// Who an incident action is attributed to: `X-Uptime-User`, else "api".
+fn actor(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("x-uptime-user")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .unwrap_or("api")
+        .chars()
+        .take(200)
+        .collect()
+}
+
+async fn declare_incident(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    JsonBody(body): JsonBody<DeclareIncident>,
+) -> Result<(StatusCode, Json<IncidentView>), ApiError> {
+    Ok((StatusCode::CREATED, Json(ops::declare_incident(&s.cluster, body, actor(&headers)).await?)))
+}
+
+async fn incident_action(
+    State(s): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<IncidentView>, ApiError> {
+    // Actions without fields (ack, resolve, reopen) may come without a body.
+    let body: IncidentAction = if body.iter().all(u8::is_ascii_whitespace) {
+        IncidentAction::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("body", e.to_string()))?
+    };
+    Ok(Json(ops::incident_action(&s.cluster, &id, &action, body, actor(&headers)).await?))
+}
+
+async fn list_maintenance(State(s): State<AppState>) -> Result<Json<Vec<MaintenanceView>>, ApiError> {
+    Ok(Json(ops::list_maintenance(&s.cluster).await?))
+}
+
+async fn create_maintenance(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody<MaintenanceView>,
+) -> Result<(StatusCode, Json<MaintenanceView>), ApiError> {
+    Ok((StatusCode::CREATED, Json(ops::create_maintenance(&s.cluster, body).await?)))
+}
+
+async fn delete_maintenance(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    ops::delete_maintenance(&s.cluster, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -5,7 +5,10 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
-use uptime_api::dto::{AddNode, ClusterStatus, CreateMonitor, MonitorView};
+use uptime_api::dto::{
+    AddNode, ClusterStatus, CreateMonitor, DeclareIncident, HistoryView, IncidentAction, IncidentView, MaintenanceView,
+    MonitorView,
+};
 use uptime_api::{Client, ClientError};
 
 #[derive(Debug, Parser)]
@@ -17,6 +20,9 @@ pub struct Cli {
     /// Admin API bearer token.
     #[arg(long, global = true, env = "UPTIMECTL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Who incident actions are attributed to.
+    #[arg(long, global = true, env = "UPTIMECTL_USER")]
+    pub by: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -38,6 +44,79 @@ pub enum Command {
     /// Monitors: what the cluster probes.
     #[command(subcommand)]
     Monitor(MonitorCmd),
+    /// Incidents: what went down, and what people did about it.
+    #[command(subcommand)]
+    Incident(IncidentCmd),
+    /// A monitor's downsampled history and uptime.
+    History {
+        monitor: String,
+        /// How far back: e.g. 1h, 24h (default), 30d.
+        #[arg(long, default_value = "24h")]
+        range: String,
+    },
+    /// Maintenance windows: no incidents and no alerts for their monitors while active.
+    #[command(subcommand)]
+    Maintenance(MaintenanceCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentCmd {
+    /// List incidents.
+    List {
+        /// open, triggered, acknowledged, resolved or all (default).
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Show one incident with its timeline.
+    Get { id: String },
+    /// Acknowledge: people are on it (stops reminders).
+    Ack { id: String },
+    /// Resolve by hand.
+    Resolve { id: String },
+    /// Reopen a resolved incident.
+    Reopen { id: String },
+    /// Add a note to the timeline.
+    Note { id: String, text: String },
+    /// Assign to a person (no name: unassign).
+    Assign { id: String, assignee: Option<String> },
+    /// Set the severity: critical, major, minor or info.
+    Severity { id: String, severity: String },
+    /// Declare an incident by hand.
+    Declare {
+        title: String,
+        #[arg(long)]
+        severity: Option<String>,
+        /// The monitor it is about (id or name).
+        #[arg(long)]
+        monitor: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MaintenanceCmd {
+    List,
+    /// One-off: --start and --end (RFC 3339). Recurring: --time-zone, --at HH:MM, --duration, [--weekdays mon,tue].
+    Add {
+        name: String,
+        /// Monitors (ids or names); none = every monitor.
+        #[arg(long, value_delimiter = ',')]
+        monitors: Vec<String>,
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long)]
+        time_zone: Option<String>,
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        duration: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        weekdays: Vec<String>,
+    },
+    Rm {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,9 +151,24 @@ pub enum MonitorCmd {
         linearizable: bool,
     },
     /// Show one monitor, by id or name.
-    Get { monitor: String },
+    Get {
+        monitor: String,
+    },
     /// Delete a monitor, by id or name.
-    Rm { monitor: String },
+    Rm {
+        monitor: String,
+    },
+    /// Stop probing it (state: maintenance) until resumed.
+    Pause {
+        monitor: String,
+    },
+    Resume {
+        monitor: String,
+    },
+    /// Each node's latest report: which nodes see it down.
+    Nodes {
+        monitor: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -121,7 +215,10 @@ pub struct AddMonitor {
 
 /// Runs one command and returns what to print on stdout.
 pub async fn run(cli: Cli) -> Result<String, ClientError> {
-    let client = Client::new(&cli.endpoint, cli.token.clone())?;
+    let mut client = Client::new(&cli.endpoint, cli.token.clone())?;
+    if let Some(user) = cli.by.clone().or_else(|| std::env::var("USER").ok()) {
+        client = client.with_user(user);
+    }
     let json = cli.output == Output::Json;
     match cli.command {
         Command::Cluster(ClusterCmd::Status) => {
@@ -170,11 +267,190 @@ pub async fn run(cli: Cli) -> Result<String, ClientError> {
             let m = client.get_monitor(&monitor).await?;
             Ok(if json { to_json(&m) } else { monitor_table(std::slice::from_ref(&m)) })
         }
+        Command::Monitor(MonitorCmd::Pause { monitor }) => {
+            let m = client.pause_monitor(&monitor, true).await?;
+            Ok(if json { to_json(&m) } else { monitor_table(std::slice::from_ref(&m)) })
+        }
+        Command::Monitor(MonitorCmd::Resume { monitor }) => {
+            let m = client.pause_monitor(&monitor, false).await?;
+            Ok(if json { to_json(&m) } else { monitor_table(std::slice::from_ref(&m)) })
+        }
+        Command::Monitor(MonitorCmd::Nodes { monitor }) => {
+            let nodes = client.monitor_nodes(&monitor).await?;
+            Ok(if json {
+                to_json(&nodes)
+            } else {
+                table(
+                    &["NODE", "STATUS", "RUN", "AT", "STALE", "LATENCY", "ERROR"],
+                    nodes
+                        .iter()
+                        .map(|n| {
+                            vec![
+                                n.node_id.to_string(),
+                                n.status.clone(),
+                                n.run.to_string(),
+                                n.at.clone(),
+                                n.stale.to_string(),
+                                format!("{:.1}ms", n.latency_ms),
+                                n.last_error.clone(),
+                            ]
+                        })
+                        .collect(),
+                )
+            })
+        }
+        Command::Incident(cmd) => incident(&client, cmd, json).await,
+        Command::History { monitor, range } => {
+            let h = client.history(&monitor, &range).await?;
+            Ok(if json { to_json(&h) } else { history_table(&h) })
+        }
+        Command::Maintenance(MaintenanceCmd::List) => {
+            let ws = client.list_maintenance().await?;
+            Ok(if json { to_json(&ws) } else { maintenance_table(&ws) })
+        }
+        Command::Maintenance(MaintenanceCmd::Add { name, monitors, start, end, time_zone, at, duration, weekdays }) => {
+            let w = client
+                .create_maintenance(&MaintenanceView {
+                    name,
+                    monitors,
+                    start,
+                    end,
+                    time_zone,
+                    at,
+                    duration,
+                    weekdays,
+                    ..Default::default()
+                })
+                .await?;
+            Ok(if json { to_json(&w) } else { maintenance_table(std::slice::from_ref(&w)) })
+        }
+        Command::Maintenance(MaintenanceCmd::Rm { id }) => {
+            client.delete_maintenance(&id).await?;
+            Ok(if json { "{}\n".to_string() } else { format!("deleted maintenance window {id}\n") })
+        }
         Command::Monitor(MonitorCmd::Rm { monitor }) => {
             client.delete_monitor(&monitor).await?;
             Ok(if json { "{}\n".to_string() } else { format!("deleted {monitor}\n") })
         }
     }
+}
+
+async fn incident(client: &Client, cmd: IncidentCmd, json: bool) -> Result<String, ClientError> {
+    let one = |i: IncidentView| if json { to_json(&i) } else { incident_detail(&i) };
+    let act = |id: String, action: &'static str, body: IncidentAction| async move {
+        client.incident_action(&id, action, &body).await
+    };
+    Ok(match cmd {
+        IncidentCmd::List { state } => {
+            let list = client.list_incidents(state.as_deref()).await?;
+            if json {
+                to_json(&list)
+            } else {
+                table(
+                    &["ID", "STATE", "SEVERITY", "MONITOR", "OPENED", "RESOLVED", "TITLE"],
+                    list.iter()
+                        .map(|i| {
+                            vec![
+                                i.id.to_string(),
+                                i.state.clone(),
+                                i.severity.clone(),
+                                i.monitor_id.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+                                i.opened_at.clone(),
+                                i.resolved_at.clone().unwrap_or_else(|| "-".into()),
+                                i.title.clone(),
+                            ]
+                        })
+                        .collect(),
+                )
+            }
+        }
+        IncidentCmd::Get { id } => one(client.get_incident(&id).await?),
+        IncidentCmd::Ack { id } => one(act(id, "ack", IncidentAction::default()).await?),
+        IncidentCmd::Resolve { id } => one(act(id, "resolve", IncidentAction::default()).await?),
+        IncidentCmd::Reopen { id } => one(act(id, "reopen", IncidentAction::default()).await?),
+        IncidentCmd::Note { id, text } => {
+            one(act(id, "notes", IncidentAction { text: Some(text), ..Default::default() }).await?)
+        }
+        IncidentCmd::Assign { id, assignee } => {
+            one(act(id, "assign", IncidentAction { assignee, ..Default::default() }).await?)
+        }
+        IncidentCmd::Severity { id, severity } => {
+            one(act(id, "severity", IncidentAction { severity: Some(severity), ..Default::default() }).await?)
+        }
+        IncidentCmd::Declare { title, severity, monitor } => {
+            one(client.declare_incident(&DeclareIncident { title, severity, monitor }).await?)
+        }
+    })
+}
+
+fn incident_detail(i: &IncidentView) -> String {
+    let mut out = format!(
+        "incident {}  {}  {}  {}\nopened {}{}\n",
+        i.id,
+        i.state,
+        i.severity,
+        i.title,
+        i.opened_at,
+        i.resolved_at.as_ref().map(|r| format!("  resolved {r}")).unwrap_or_default()
+    );
+    if let Some(a) = &i.assignee {
+        out.push_str(&format!("assignee {a}\n"));
+    }
+    out.push('\n');
+    out.push_str(&table(
+        &["AT", "BY", "WHAT", "TEXT"],
+        i.timeline.iter().map(|e| vec![e.at.clone(), e.by.clone(), e.kind.clone(), e.text.clone()]).collect(),
+    ));
+    out
+}
+
+fn history_table(h: &HistoryView) -> String {
+    let pct = h.uptime_percent.map(|p| format!("{p:.3}%")).unwrap_or_else(|| "n/a".into());
+    let ms = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+    let mut out = format!(
+        "{} from {} to {} ({} buckets): uptime {pct}, {} checks, {} failures\n\n",
+        h.name, h.from, h.to, h.level, h.checks, h.failures
+    );
+    out.push_str(&table(
+        &["START", "CHECKS", "FAILURES", "P50_MS", "P95_MS", "P99_MS", "MAX_MS"],
+        h.buckets
+            .iter()
+            .map(|b| {
+                vec![
+                    b.start.clone(),
+                    b.checks.to_string(),
+                    b.failures.to_string(),
+                    ms(b.latency_p50_ms),
+                    ms(b.latency_p95_ms),
+                    ms(b.latency_p99_ms),
+                    ms(b.latency_max_ms),
+                ]
+            })
+            .collect(),
+    ));
+    out
+}
+
+fn maintenance_table(ws: &[MaintenanceView]) -> String {
+    table(
+        &["ID", "NAME", "ACTIVE", "MONITORS", "WHEN"],
+        ws.iter()
+            .map(|w| {
+                let when = match (&w.start, &w.end, &w.time_zone) {
+                    (Some(s), Some(e), _) => format!("{s} .. {e}"),
+                    (_, _, Some(tz)) => format!(
+                        "{} {} for {} ({tz})",
+                        if w.weekdays.is_empty() { "daily".to_string() } else { w.weekdays.join(",") },
+                        w.at.clone().unwrap_or_default(),
+                        w.duration.clone().unwrap_or_default()
+                    ),
+                    _ => "-".into(),
+                };
+                let monitors = if w.monitors.is_empty() { "all".to_string() } else { w.monitors.join(",") };
+                vec![w.id.to_string(), w.name.clone(), w.active.to_string(), monitors, when]
+            })
+            .collect(),
+    )
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {

@@ -89,5 +89,5 @@ async fn t50_a_silent_server_times_out_within_the_timeout() {
     let o = check(spec(addr, "www.uptime.test", DnsRecordType::A, &[]), timeout).await;
     assert_eq!(o.status, Status::Down, "{o}");
     assert!(matches!(o.error_kind(), Some(ErrorKind::Timeout | ErrorKind::Dns)), "{o}");
-    assert!(started.elapsed() < timeout + Duration::from_millis(300));
+    assert!(started.elapsed() < timeout + Duration::from_secs(1));
 }

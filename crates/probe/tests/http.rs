@@ -86,13 +86,13 @@ async fn t20_slow_response_times_out_at_the_deadline() {
     assert_eq!(o.status, Status::Down);
     let e = o.error.as_ref().unwrap();
     assert_eq!((e.kind, e.phase), (ErrorKind::Timeout, Some(Phase::FirstByte)), "{o}");
-    assert!(took >= timeout && took < timeout + Duration::from_millis(500), "took {took:?}");
+    assert!(took >= timeout && took < timeout + Duration::from_secs(1), "took {took:?}");
 
     // A spec's own timeout is tighter than the monitor's.
     let tight = HttpSpec { timeout_ms: Some(200), ..spec(addr, "/slow/5000") };
     let started = Instant::now();
     assert_eq!(check(&prober(), tight, TIMEOUT).await.error_kind(), Some(ErrorKind::Timeout));
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < Duration::from_secs(2));
 
     // Within the timeout a slow answer is still up.
     assert_eq!(check(&prober(), spec(addr, "/slow/50"), TIMEOUT).await.status, Status::Up);
@@ -106,7 +106,7 @@ async fn t20_a_body_that_trickles_times_out_in_the_body_phase() {
     let o = check(&prober(), s, Duration::from_millis(400)).await;
     let e = o.error.as_ref().unwrap();
     assert_eq!((e.kind, e.phase), (ErrorKind::Timeout, Some(Phase::Body)), "{o}");
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 #[tokio::test]

@@ -74,5 +74,5 @@ async fn t50_a_silent_server_times_out_waiting_for_the_banner() {
     let o = check(TcpSpec { expect_banner: Some("hello".into()), ..spec(addr) }, timeout).await;
     let e = o.error.as_ref().unwrap();
     assert_eq!((e.kind, e.phase), (ErrorKind::Timeout, Some(Phase::Body)), "{o}");
-    assert!(started.elapsed() < timeout + Duration::from_millis(300));
+    assert!(started.elapsed() < timeout + Duration::from_secs(1));
 }

@@ -406,3 +406,93 @@ async fn t80_uptimectl_prints_the_contract_json_and_fails_with_one_line() {
     let (_, out, _) = ctl(&["monitor", "list", "-o", "json"], ok);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap(), serde_json::json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t85_incidents_maintenance_pause_and_history_through_the_api() {
+    use uptime_api::dto::{DeclareIncident, IncidentAction, MaintenanceView};
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1, None).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let c = cluster.client(follower).with_user("alice");
+    c.create_monitor(&monitor("db")).await.unwrap();
+
+    // Pause and resume: state follows, through a follower.
+    let paused = c.pause_monitor("db", true).await.unwrap();
+    assert_eq!((paused.state.as_str(), paused.paused), ("maintenance", true));
+    let resumed = c.pause_monitor("db", false).await.unwrap();
+    assert_eq!((resumed.state.as_str(), resumed.paused), ("unknown", false));
+
+    // An incident declared by hand, then acknowledged, noted, resolved, reopened.
+    let inc = c
+        .declare_incident(&DeclareIncident {
+            title: "replica lag".into(),
+            severity: Some("major".into()),
+            monitor: Some("db".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!((inc.state.as_str(), inc.severity.as_str()), ("triggered", "major"));
+    let id = inc.id.to_string();
+    assert_eq!(c.incident_action(&id, "ack", &IncidentAction::default()).await.unwrap().state, "acknowledged");
+    let noted = c
+        .incident_action(&id, "notes", &IncidentAction { text: Some("failing over".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(noted.timeline.last().map(|e| (e.by.as_str(), e.text.as_str())), Some(("alice", "failing over")));
+    let resolved = c.incident_action(&id, "resolve", &IncidentAction::default()).await.unwrap();
+    assert!(resolved.resolved_at.is_some());
+    match c.incident_action(&id, "ack", &IncidentAction::default()).await {
+        Err(ClientError::Api { status: 409, .. }) => {}
+        other => panic!("acknowledging a resolved incident should be a 409, got {other:?}"),
+    }
+    match c.incident_action(&id, "explode", &IncidentAction::default()).await {
+        Err(ClientError::Api { status: 404, .. }) => {}
+        other => panic!("an unknown action should be a 404, got {other:?}"),
+    }
+    assert_eq!(c.list_incidents(Some("open")).await.unwrap().len(), 0);
+    assert_eq!(c.list_incidents(None).await.unwrap().len(), 1);
+    // Every node has the same incident.
+    let on_leader = wait_until("the incident on the leader", Duration::from_secs(10), || {
+        let l = cluster.client(leader);
+        let id = id.clone();
+        async move { l.get_incident(&id).await.ok().filter(|i| i.state == "resolved") }
+    })
+    .await;
+    assert_eq!(on_leader.timeline.len(), 4);
+
+    // Maintenance windows: one-off and recurring; bad ones refused with the field.
+    let w = c
+        .create_maintenance(&MaintenanceView {
+            name: "nightly".into(),
+            monitors: vec!["db".into()],
+            time_zone: Some("Europe/Berlin".into()),
+            at: Some("02:30".into()),
+            duration: Some("1h".into()),
+            weekdays: vec!["sat".into(), "sun".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(w.weekdays, vec!["sat", "sun"]);
+    match c
+        .create_maintenance(&MaintenanceView {
+            name: "x".into(),
+            time_zone: Some("Mars/Base".into()),
+            at: Some("01:00".into()),
+            duration: Some("1h".into()),
+            ..Default::default()
+        })
+        .await
+    {
+        Err(ClientError::Api { status: 400, field, .. }) => assert_eq!(field.as_deref(), Some("time_zone")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.list_maintenance().await.unwrap().len(), 1);
+    c.delete_maintenance(&w.id.to_string()).await.unwrap();
+    assert!(c.list_maintenance().await.unwrap().is_empty());
+
+    // History of a monitor nobody probes yet: empty, with no uptime figure.
+    let h = c.history("db", "24h").await.unwrap();
+    assert_eq!((h.level.as_str(), h.checks, h.uptime_percent), ("hour", 0, None));
+    assert!(c.monitor_nodes("db").await.unwrap().is_empty());
+}

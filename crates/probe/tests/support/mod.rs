@@ -345,3 +345,36 @@ pub async fn silent_udp() -> SocketAddr {
     });
     addr
 }
+
+/// A TCP listener that accepts and then neither reads nor writes.
+pub async fn silent_tcp() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+/// A listener whose accept queue is full and never drained, so the kernel
+/// drops further SYNs and a connect hangs. Returns the address and the
+/// sockets that must stay alive for it to stay full.
+pub async fn full_backlog() -> (SocketAddr, Vec<tokio::net::TcpStream>, tokio::net::TcpListener) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    // A backlog of 1 holds two completed connections; a few more make sure
+    // the queue is full whatever the kernel rounds it to.
+    for _ in 0..8 {
+        match tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break,
+        }
+    }
+    (addr, fillers, listener)
+}
