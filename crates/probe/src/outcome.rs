@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Status {
     Up,
-    /// Reachable but not healthy: a 429 or 503 nobody expected, a certificate
+    /// Reachable but not healthy: a 429 (or a 503 with Retry-After) nobody expected, a certificate
     /// near expiry, round trips over the limit.
     Degraded,
     Down,

@@ -48,11 +48,13 @@ async fn t10_status_codes_judge_up_down_and_degraded() {
         ("/status/404", Status::Down),
         ("/status/500", Status::Down),
         ("/status/429", Status::Degraded),
-        ("/status/503", Status::Degraded),
+        ("/status/503", Status::Down),
+        ("/overloaded", Status::Degraded),
     ] {
         let o = check(&p, spec(addr, path), TIMEOUT).await;
         assert_eq!(o.status, want, "{path}: {o}");
-        assert_eq!(http(&o).status_code, path.rsplit('/').next().unwrap().parse().ok());
+        let code = if path == "/overloaded" { Some(503) } else { path.rsplit('/').next().unwrap().parse().ok() };
+        assert_eq!(http(&o).status_code, code);
         if want != Status::Up {
             assert_eq!(o.error_kind(), Some(ErrorKind::Status), "{path}");
         }

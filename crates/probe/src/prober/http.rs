@@ -27,6 +27,8 @@ struct Answer {
     location: Option<String>,
     /// Set when the body was checked.
     body: Option<BodyCheck>,
+    /// The server sent `Retry-After`: it says it is shedding load for now.
+    retry_after: bool,
 }
 
 /// What reading the body found.
@@ -249,19 +251,20 @@ where
             .map_err(|e| fail(ErrorKind::Protocol, Phase::FirstByte, describe(&e)))?;
         add(&mut phases.first_byte, Some(sent.elapsed()));
         let status = resp.status();
+        let retry_after = resp.headers().contains_key(http::header::RETRY_AFTER);
         let spec = ctx.spec;
         if spec.follow_redirects && is_redirect(status) {
             if let Some(loc) = resp.headers().get(LOCATION) {
                 let loc = String::from_utf8_lossy(loc.as_bytes()).into_owned();
-                return Ok(Answer { status, location: Some(loc), body: None });
+                return Ok(Answer { status, location: Some(loc), body: None, retry_after });
             }
         }
         if !spec.expects(status.as_u16()) || !spec.reads_body() {
-            return Ok(Answer { status, location: None, body: None });
+            return Ok(Answer { status, location: None, body: None, retry_after });
         }
         let body = read_body(ctx, resp.into_body()).await?;
         detail.body_bytes = body.bytes;
-        Ok(Answer { status, location: None, body: Some(body) })
+        Ok(Answer { status, location: None, body: Some(body), retry_after })
     };
     // The connection future does the socket I/O; poll it alongside the request
     // here instead of spawning a task per check. If it finishes first (the server
@@ -347,9 +350,10 @@ fn judge(spec: &HttpSpec, answer: &Answer, latency: Duration) -> Outcome {
     if !spec.expects(code) {
         let msg =
             format!("status {} ({}), expected {}", code, answer.status.canonical_reason().unwrap_or("?"), expected());
-        // Too Many Requests and Service Unavailable: the server is there and says
-        // it is shedding load, which is not the same as gone.
-        return if code == 429 || code == 503 {
+        // Too Many Requests, and Service Unavailable with Retry-After: the server is
+        // there and says it is shedding load for now, which is not the same as gone.
+        // A bare 503 is what a dead backend behind a proxy looks like: down.
+        return if code == 429 || (code == 503 && answer.retry_after) {
             Outcome::degraded(ErrorKind::Status, Some(Phase::FirstByte), msg, latency)
         } else {
             Outcome::down(ErrorKind::Status, Some(Phase::FirstByte), msg, latency)
@@ -408,7 +412,7 @@ mod tests {
     use crate::{Status, StatusRange};
 
     fn answer(code: u16) -> Answer {
-        Answer { status: StatusCode::from_u16(code).unwrap(), location: None, body: None }
+        Answer { status: StatusCode::from_u16(code).unwrap(), location: None, body: None, retry_after: false }
     }
 
     #[test]
@@ -422,7 +426,7 @@ mod tests {
             (&default, 404, Status::Down),
             (&default, 500, Status::Down),
             (&default, 429, Status::Degraded),
-            (&default, 503, Status::Degraded),
+            (&default, 503, Status::Down),
             (&expects_503, 503, Status::Up),
             (&expects_503, 200, Status::Down),
             (&expects_503, 429, Status::Degraded),
@@ -430,6 +434,8 @@ mod tests {
             let o = judge(spec, &answer(code), Duration::ZERO);
             assert_eq!(o.status, want, "{code} with {:?}: {o}", spec.expect_status);
         }
+        let overloaded = Answer { retry_after: true, ..answer(503) };
+        assert_eq!(judge(&default, &overloaded, Duration::ZERO).status, Status::Degraded);
     }
 
     #[test]

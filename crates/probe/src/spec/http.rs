@@ -31,9 +31,9 @@ pub struct HttpSpec {
     pub headers: Vec<Header>,
     /// Request body; empty sends none.
     pub body: String,
-    /// Status codes that count as up; empty means any 2xx. 429 and 503 that are
-    /// not listed count as degraded rather than down: the server is there but
-    /// shedding load.
+    /// Status codes that count as up; empty means any 2xx. A 429, or a 503 with
+    /// `Retry-After`, that is not listed counts as degraded rather than down: the
+    /// server is there but shedding load. A bare 503 counts as down.
     pub expect_status: Vec<StatusRange>,
     /// The body must contain this text. The body is read only until it is found.
     pub body_contains: Option<String>,

@@ -39,6 +39,7 @@ pub fn prober() -> Prober {
 
 /// Routes:
 /// - `/status/{code}`: that status.
+/// - `/overloaded`: 503 with `Retry-After`.
 /// - `/slow/{ms}`: 200 after `ms` milliseconds.
 /// - `/redirect/{n}`: 302 to `/redirect/{n-1}`; `/redirect/0` is 200 "landed".
 /// - `/absolute-redirect`: 301 to this server's `/status/200` as an absolute URL.
@@ -109,6 +110,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, me: SocketAddr) {
         ["status", code] => {
             respond(&mut s, code.parse().unwrap_or(500), &[], format!("status {code}").as_bytes()).await
         }
+        ["overloaded"] => respond(&mut s, 503, &[("Retry-After", "30")], b"busy").await,
         ["slow", ms] => {
             tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
             respond(&mut s, 200, &[], b"slow but here").await
