@@ -42,7 +42,13 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
 
-alive() { [ -f "$1/pid" ] && kill -0 "$(cat "$1/pid")" 2>/dev/null; }
+# A killed node whose parent has gone may linger as a zombie until reaped; it is not alive.
+pid_alive() {
+  local state
+  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ "$state" != Z* ]]
+}
+alive() { [ -f "$1/pid" ] && pid_alive "$(cat "$1/pid")"; }
 
 start_node() {
   local dir=$1 k=$2 node="$1/node$2"
@@ -55,7 +61,7 @@ start_node() {
 stop_pid() {
   local pid=$1 waited=0
   kill -TERM "$pid" 2>/dev/null || return 0
-  while kill -0 "$pid" 2>/dev/null; do
+  while pid_alive "$pid"; do
     if [ "$waited" -ge $((GRACE * 10)) ]; then kill -KILL "$pid" 2>/dev/null || true; break; fi
     sleep 0.1; waited=$((waited + 1))
   done

@@ -112,6 +112,10 @@ impl Cluster {
         self.inner.config.node_id
     }
 
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow().state == ServerState::Leader
+    }
+
     fn metrics(&self) -> RaftMetrics {
         self.inner.raft.metrics().borrow().clone()
     }

@@ -46,6 +46,43 @@ pub struct Config {
     pub insecure: bool,
     #[serde(default)]
     pub raft: RaftTimings,
+    #[serde(default)]
+    pub digest: DigestSettings,
+}
+
+/// How probe results travel to the leader (`[digest]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DigestSettings {
+    /// Results are folded into one digest per window.
+    pub window_ms: u64,
+    /// The leader proposes a tick this often, so time-driven transitions
+    /// (staleness, maintenance edges, reminders) happen without digests.
+    pub tick_ms: u64,
+    /// Unsent digests beyond this are coalesced (a leader unreachable for long).
+    pub max_backlog: usize,
+}
+
+impl Default for DigestSettings {
+    fn default() -> Self {
+        let d = crate::digest::DigestConfig::default();
+        DigestSettings {
+            window_ms: d.window.as_millis() as u64,
+            tick_ms: d.tick.as_millis() as u64,
+            max_backlog: d.max_backlog,
+        }
+    }
+}
+
+impl DigestSettings {
+    pub fn to_config(&self) -> crate::digest::DigestConfig {
+        crate::digest::DigestConfig {
+            window: std::time::Duration::from_millis(self.window_ms),
+            tick: std::time::Duration::from_millis(self.tick_ms),
+            max_backlog: self.max_backlog,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +153,7 @@ impl Config {
             tls: None,
             insecure: true,
             raft: RaftTimings::default(),
+            digest: DigestSettings::default(),
         }
     }
 
@@ -187,6 +225,10 @@ impl Config {
             return Err(Error::config(
                 "raft: need 0 < heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms",
             ));
+        }
+        let d = &self.digest;
+        if d.window_ms < 100 || d.tick_ms < 100 || d.max_backlog < 2 {
+            return Err(Error::config("digest: window_ms and tick_ms at least 100, max_backlog at least 2"));
         }
         if r.snapshot_every == 0 {
             return Err(Error::config("raft: snapshot_every must be at least 1"));

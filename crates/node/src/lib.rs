@@ -5,6 +5,8 @@
 //! - `config`: the node's TOML configuration, `UPTIME_*` environment overrides, validation.
 //! - `certs`: the cluster CA and node certificates for peer mutual TLS.
 //! - `server`: start-up in three phases (config, build, run until shutdown).
+//! - `digest`: probe results to digests, the durable digest outbox, proposals
+//!   to the leader, the leader's tick.
 //! - `ctl`: the `uptimectl` commands over the typed API client.
 //!
 //! ```no_run
@@ -18,9 +20,10 @@
 pub mod certs;
 mod config;
 pub mod ctl;
+pub mod digest;
 mod error;
 mod server;
 
-pub use config::{Config, PeerConfig, RaftTimings, TlsFiles};
+pub use config::{Config, DigestSettings, PeerConfig, RaftTimings, TlsFiles};
 pub use error::Error;
 pub use server::Node;

@@ -18,6 +18,7 @@ use crate::error::Error;
 /// A built node: stores open, sockets bound, Raft running.
 pub struct Node {
     config: Config,
+    outbox: crate::digest::Outbox,
     raft: Raft,
     cluster: Cluster,
     token: String,
@@ -39,6 +40,7 @@ impl Node {
         let log = LogStore::open(&config.data_dir.join("raft-log.redb"))?;
         let sm = StateMachineStore::open(&config.data_dir.join("state"))?;
         let reader = sm.reader();
+        let outbox = crate::digest::Outbox::open(&config.data_dir.join("digests.redb"))?;
 
         let api = bind(config.api_listen).await?;
         let peer = bind(config.peer_listen).await?;
@@ -70,7 +72,7 @@ impl Node {
             ..ClusterConfig::default()
         };
         let cluster = Cluster::new(cluster_config, raft.clone(), reader, network);
-        Ok(Node { config, raft, cluster, token, tls, api, peer })
+        Ok(Node { config, outbox, raft, cluster, token, tls, api, peer })
     }
 
     pub fn api_addr(&self) -> SocketAddr {
@@ -85,7 +87,7 @@ impl Node {
     /// Raft stops (its storage is durable at every acknowledged step), and the
     /// listeners close.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
-        let Node { config, raft, cluster, token, tls, api, peer } = self;
+        let Node { config, outbox, raft, cluster, token, tls, api, peer } = self;
         let api_addr = api.local_addr().map_err(|source| Error::Bind { addr: config.api_listen, source })?;
         let peer_addr = peer.local_addr().map_err(|source| Error::Bind { addr: config.peer_listen, source })?;
         info!(node = config.node_id, %api_addr, %peer_addr, tls = tls.is_some(), "uptime-node starting");
@@ -116,7 +118,36 @@ impl Node {
 
         bootstrap(&config, &raft, peer_addr, api_addr).await?;
 
+        // Probing: scheduler -> digests -> outbox -> leader; and the leader's tick.
+        let digest_config = config.digest.to_config();
+        let prober = uptime_probe::Prober::new(uptime_probe::Config::default())
+            .map_err(|e| Error::Serve { message: format!("prober: {e}") })?;
+        let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(4096);
+        let (scheduler, scheduler_handle) =
+            uptime_probe::Scheduler::new(uptime_probe::SchedulerConfig::default(), prober, reports_tx)
+                .map_err(|e| Error::Serve { message: format!("scheduler: {e}") })?;
+        let sealed = Arc::new(tokio::sync::Notify::new());
+        let mut probing = tokio::task::JoinSet::new();
+        probing.spawn(scheduler.run(shutdown.clone().cancelled_owned()));
+        probing.spawn(crate::digest::collect(
+            reports_rx,
+            outbox.clone(),
+            digest_config.clone(),
+            sealed.clone(),
+            shutdown.clone(),
+        ));
+        probing.spawn(crate::digest::propose(cluster.clone(), outbox, digest_config.clone(), sealed, shutdown.clone()));
+        probing.spawn(crate::digest::sync_monitors(
+            cluster.clone(),
+            scheduler_handle,
+            digest_config.clone(),
+            shutdown.clone(),
+        ));
+        probing.spawn(crate::digest::tick(cluster.clone(), digest_config, shutdown.clone()));
+
         shutdown.cancelled().await;
+        info!("shutting down: stopping probes");
+        while probing.join_next().await.is_some() {}
         info!("shutting down: draining API requests");
         match api_task.await {
             Ok(Ok(())) => {}

@@ -1,0 +1,465 @@
+//! The node's side of the data flow (DESIGN.md, "Data flow"): the probe
+//! scheduler runs every enabled monitor; results are folded into a digest per
+//! window; digests wait in a durable local outbox until the leader has applied
+//! them; the leader also proposes a tick so time-driven transitions happen when
+//! no digest arrives.
+//!
+//! Invariants:
+//! 1. A digest's seq is unique and increasing per node, across restarts too: the
+//!    next seq is persisted, and seeded from the wall clock (ms × 1000), so even a
+//!    node whose data was wiped never reuses a seq the state has seen.
+//! 2. A digest leaves the outbox only after the leader answered that it applied
+//!    it (or had already: apply drops seqs it has seen), so a leader change or a
+//!    restart re-sends it and nothing is lost or applied twice.
+//! 3. A backlog longer than `max_backlog` is coalesced into one digest carrying
+//!    the count of windows folded into it; it is never dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+use uptime_api::Cluster;
+use uptime_probe::{Job, Report, SchedulerHandle, Status};
+use uptime_raft_store::codec;
+use uptime_raft_store::history::LatencyStats;
+use uptime_raft_store::quorum::CheckStatus;
+use uptime_raft_store::{Command, Digest, MonitorResult, Response};
+
+use crate::error::Error;
+
+const DIGESTS: TableDefinition<u64, &[u8]> = TableDefinition::new("digests");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const NEXT_SEQ: &str = "next_seq";
+
+/// How the node folds and proposes its results.
+#[derive(Clone, Debug)]
+pub struct DigestConfig {
+    /// Results are folded into one digest per window.
+    pub window: Duration,
+    /// Digests sent in one proposal at most.
+    pub batch: usize,
+    /// Past this many unsent digests, the oldest are coalesced into one.
+    pub max_backlog: usize,
+    /// How often the leader proposes a tick.
+    pub tick: Duration,
+    /// How often the scheduler's monitor set is checked against the state.
+    pub sync: Duration,
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        DigestConfig {
+            window: Duration::from_secs(2),
+            batch: 64,
+            max_backlog: 256,
+            tick: Duration::from_secs(2),
+            sync: Duration::from_millis(500),
+        }
+    }
+}
+
+fn store_err(e: impl Into<redb::Error>) -> Error {
+    Error::Store(uptime_raft_store::Error::Storage { source: e.into() })
+}
+
+/// Digests this node has built and the leader has not yet confirmed.
+#[derive(Clone)]
+pub struct Outbox {
+    db: Arc<Database>,
+}
+
+impl Outbox {
+    pub fn open(path: &Path) -> Result<Outbox, Error> {
+        let db = Database::create(path)
+            .map_err(|source| Error::Store(uptime_raft_store::Error::Open { path: path.to_owned(), source }))?;
+        let txn = db.begin_write().map_err(store_err)?;
+        txn.open_table(DIGESTS).map_err(store_err)?;
+        txn.open_table(META).map_err(store_err)?;
+        txn.commit().map_err(store_err)?;
+        Ok(Outbox { db: Arc::new(db) })
+    }
+
+    /// Seals `results` as the next digest, durably.
+    pub fn push(&self, results: Vec<MonitorResult>) -> Result<u64, Error> {
+        let txn = self.db.begin_write().map_err(store_err)?;
+        let seq;
+        {
+            let mut meta = txn.open_table(META).map_err(store_err)?;
+            let stored = meta.get(NEXT_SEQ).map_err(store_err)?.map(|v| v.value()).unwrap_or(0);
+            let clock_seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64 * 1000);
+            seq = stored.max(clock_seed).max(1);
+            meta.insert(NEXT_SEQ, seq + 1).map_err(store_err)?;
+            let digest = Digest { seq, coalesced: 0, results };
+            let bytes = codec::encode(&digest).map_err(|e| Error::Store(e.into()))?;
+            txn.open_table(DIGESTS).map_err(store_err)?.insert(seq, bytes.as_slice()).map_err(store_err)?;
+        }
+        txn.commit().map_err(store_err)?;
+        Ok(seq)
+    }
+
+    /// The oldest `limit` unsent digests, in seq order.
+    pub fn pending(&self, limit: usize) -> Result<Vec<Digest>, Error> {
+        let txn = self.db.begin_read().map_err(store_err)?;
+        let table = txn.open_table(DIGESTS).map_err(store_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(store_err)?.take(limit) {
+            let (_, v) = row.map_err(store_err)?;
+            out.push(codec::decode(v.value()).map_err(|e| Error::Store(e.into()))?);
+        }
+        Ok(out)
+    }
+
+    pub fn len(&self) -> Result<usize, Error> {
+        let txn = self.db.begin_read().map_err(store_err)?;
+        Ok(txn.open_table(DIGESTS).map_err(store_err)?.len().map_err(store_err)? as usize)
+    }
+
+    pub fn is_empty(&self) -> Result<bool, Error> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Drops every digest with a seq up to `seq`: the leader has applied them.
+    pub fn ack(&self, seq: u64) -> Result<(), Error> {
+        let txn = self.db.begin_write().map_err(store_err)?;
+        txn.open_table(DIGESTS).map_err(store_err)?.retain_in(..=seq, |_, _| false).map_err(store_err)?;
+        txn.commit().map_err(store_err)?;
+        Ok(())
+    }
+
+    /// Folds the oldest digests into one so at most `max` remain (invariant 3).
+    /// The merged digest keeps the newest seq of those it replaces, so seqs stay
+    /// increasing and apply still drops it if it has seen that seq.
+    pub fn coalesce(&self, max: usize) -> Result<usize, Error> {
+        let len = self.len()?;
+        if len <= max {
+            return Ok(0);
+        }
+        let fold = len - max + 1;
+        let oldest = self.pending(fold)?;
+        let Some(last) = oldest.last() else { return Ok(0) };
+        let mut merged: BTreeMap<u64, MonitorResult> = BTreeMap::new();
+        let mut windows = 0u32;
+        for d in &oldest {
+            windows += 1 + d.coalesced;
+            for r in &d.results {
+                match merged.get_mut(&r.monitor_id) {
+                    None => {
+                        merged.insert(r.monitor_id, r.clone());
+                    }
+                    Some(m) => {
+                        m.checks += r.checks;
+                        m.failures += r.failures;
+                        m.last_status = r.last_status;
+                        m.run = r.run;
+                        m.last_error.clone_from(&r.last_error);
+                        merge_latency(&mut m.latency, &r.latency);
+                    }
+                }
+            }
+        }
+        let digest = Digest { seq: last.seq, coalesced: windows - 1, results: merged.into_values().collect() };
+        let bytes = codec::encode(&digest).map_err(|e| Error::Store(e.into()))?;
+        let txn = self.db.begin_write().map_err(store_err)?;
+        {
+            let mut t = txn.open_table(DIGESTS).map_err(store_err)?;
+            t.retain_in(..=last.seq, |_, _| false).map_err(store_err)?;
+            t.insert(last.seq, bytes.as_slice()).map_err(store_err)?;
+        }
+        txn.commit().map_err(store_err)?;
+        Ok(fold - 1)
+    }
+}
+
+fn merge_latency(into: &mut LatencyStats, from: &LatencyStats) {
+    if from.count == 0 {
+        return;
+    }
+    if into.count == 0 {
+        *into = from.clone();
+        return;
+    }
+    into.count += from.count;
+    into.min_us = into.min_us.min(from.min_us);
+    into.max_us = into.max_us.max(from.max_us);
+    into.sum_us += from.sum_us;
+    for (a, b) in into.hist.iter_mut().zip(&from.hist) {
+        *a = a.saturating_add(*b);
+    }
+}
+
+/// Per-monitor results of the current window, and each monitor's run of
+/// same-class results, which spans windows.
+#[derive(Default)]
+struct Window {
+    results: HashMap<u64, MonitorResult>,
+    runs: HashMap<u64, (bool, u32)>,
+}
+
+impl Window {
+    fn fold(&mut self, report: Report) {
+        // A prober that could not run says nothing about the target (no vote).
+        let Ok(outcome) = report.result else { return };
+        let status = match outcome.status {
+            Status::Up => CheckStatus::Up,
+            Status::Degraded => CheckStatus::Degraded,
+            Status::Down => CheckStatus::Down,
+        };
+        let failing = status != CheckStatus::Up;
+        let run = self.runs.entry(report.monitor_id).or_insert((failing, 0));
+        if run.0 == failing {
+            run.1 = run.1.saturating_add(1);
+        } else {
+            *run = (failing, 1);
+        }
+        let run = run.1;
+        let r = self.results.entry(report.monitor_id).or_insert_with(|| MonitorResult {
+            monitor_id: report.monitor_id,
+            checks: 0,
+            failures: 0,
+            last_status: status,
+            run,
+            last_error: String::new(),
+            latency: LatencyStats::default(),
+        });
+        r.checks += 1;
+        r.failures += u64::from(failing);
+        r.last_status = status;
+        r.run = run;
+        r.last_error = outcome.error.map(|e| e.message).unwrap_or_default();
+        r.latency.record(outcome.latency.as_micros() as u64);
+    }
+
+    fn take(&mut self) -> Vec<MonitorResult> {
+        let mut v: Vec<MonitorResult> = self.results.drain().map(|(_, r)| r).collect();
+        v.sort_by_key(|r| r.monitor_id);
+        v
+    }
+
+    /// Forgets runs of monitors no longer scheduled.
+    fn retain(&mut self, ids: &std::collections::HashSet<u64>) {
+        self.runs.retain(|id, _| ids.contains(id));
+    }
+}
+
+/// Folds reports into windows and seals each into the outbox.
+pub async fn collect(
+    mut reports: mpsc::Receiver<Report>,
+    outbox: Outbox,
+    config: DigestConfig,
+    sealed: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut window = Window::default();
+    let mut ticker = tokio::time::interval(config.window);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            report = reports.recv() => match report {
+                Some(r) => window.fold(r),
+                None => break,
+            },
+            _ = ticker.tick() => {
+                if window.results.is_empty() {
+                    continue;
+                }
+                let ids = window.results.keys().copied().collect();
+                window.retain(&ids);
+                match outbox.push(window.take()) {
+                    Ok(seq) => {
+                        debug!(seq, "digest sealed");
+                        sealed.notify_one();
+                    }
+                    Err(e) => warn!(error = %e, "cannot write a digest to the outbox; results of this window are lost"),
+                }
+            }
+        }
+    }
+    // Seal what the last window holds so a graceful stop loses nothing.
+    if !window.results.is_empty() {
+        if let Err(e) = outbox.push(window.take()) {
+            warn!(error = %e, "cannot seal the last digest");
+        }
+    }
+}
+
+/// Sends outbox digests to the leader until each is confirmed (invariant 2).
+pub async fn propose(
+    cluster: Cluster,
+    outbox: Outbox,
+    config: DigestConfig,
+    sealed: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let node_id = cluster.node_id();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if outbox.coalesce(config.max_backlog).unwrap_or(0) > 0 {
+            warn!(max = config.max_backlog, "digest backlog coalesced (is the leader reachable?)");
+        }
+        let pending = match outbox.pending(config.batch) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "cannot read the digest outbox");
+                Vec::new()
+            }
+        };
+        let wait = if pending.is_empty() {
+            Duration::from_secs(1)
+        } else {
+            let high = pending.last().map(|d| d.seq).unwrap_or(0);
+            let full = pending.len() == config.batch;
+            match cluster.write(Command::Digests { node_id, digests: pending }).await {
+                Ok(Response::Digests { applied, duplicates }) => {
+                    debug!(applied, duplicates, high, "digests confirmed");
+                    if let Err(e) = outbox.ack(high) {
+                        warn!(error = %e, "cannot trim the digest outbox");
+                    }
+                    backoff = Duration::from_millis(100);
+                    if full {
+                        continue;
+                    }
+                    Duration::from_secs(1)
+                }
+                Ok(other) => {
+                    warn!(?other, "unexpected answer to a digest proposal");
+                    backoff
+                }
+                Err(e) => {
+                    debug!(error = %e, "digest proposal failed; will retry");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    wait
+                }
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = sealed.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Keeps the scheduler's monitor set equal to the enabled monitors in the state.
+pub async fn sync_monitors(
+    cluster: Cluster,
+    scheduler: SchedulerHandle,
+    config: DigestConfig,
+    shutdown: CancellationToken,
+) {
+    let mut last: Option<Vec<Job>> = None;
+    let mut ticker = tokio::time::interval(config.sync);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let monitors = match cluster.reader().list_monitors() {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "cannot read monitors");
+                continue;
+            }
+        };
+        let jobs: Vec<Job> = monitors
+            .into_iter()
+            .filter(|m| m.enabled)
+            .map(|m| Job {
+                id: m.id,
+                spec: m.check,
+                interval: Duration::from_millis(m.interval_ms),
+                timeout: Duration::from_millis(m.timeout_ms),
+            })
+            .collect();
+        if last.as_ref() != Some(&jobs) {
+            debug!(monitors = jobs.len(), "scheduling the current monitor set");
+            if scheduler.replace_all(jobs.clone()).is_err() {
+                return;
+            }
+            last = Some(jobs);
+        }
+    }
+}
+
+/// While this node leads, proposes a tick now and then: entries carry time.
+pub async fn tick(cluster: Cluster, config: DigestConfig, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(config.tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if cluster.is_leader() {
+            if let Err(e) = cluster.write(Command::Tick).await {
+                debug!(error = %e, "tick not committed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(id: u64, checks: u64, status: CheckStatus) -> MonitorResult {
+        let mut latency = LatencyStats::default();
+        latency.record(1000 * checks);
+        MonitorResult {
+            monitor_id: id,
+            checks,
+            failures: u64::from(status != CheckStatus::Up) * checks,
+            last_status: status,
+            run: checks as u32,
+            last_error: String::new(),
+            latency,
+        }
+    }
+
+    #[test]
+    fn seqs_increase_across_reopen_and_acked_digests_leave() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("digests.redb");
+        let first = {
+            let o = Outbox::open(&path).unwrap();
+            let a = o.push(vec![result(1, 1, CheckStatus::Up)]).unwrap();
+            let b = o.push(vec![result(1, 1, CheckStatus::Up)]).unwrap();
+            assert!(b > a);
+            o.ack(a).unwrap();
+            assert_eq!(o.pending(10).unwrap().iter().map(|d| d.seq).collect::<Vec<_>>(), vec![b]);
+            b
+        };
+        let o = Outbox::open(&path).unwrap();
+        assert_eq!(o.len().unwrap(), 1, "an unacknowledged digest survives a restart");
+        assert!(o.push(vec![]).unwrap() > first);
+    }
+
+    #[test]
+    fn a_backlog_is_coalesced_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(&dir.path().join("d.redb")).unwrap();
+        let mut seqs = Vec::new();
+        for i in 0..10 {
+            let status = if i < 9 { CheckStatus::Up } else { CheckStatus::Down };
+            seqs.push(o.push(vec![result(7, 2, status), result(8, 1, CheckStatus::Up)]).unwrap());
+        }
+        assert_eq!(o.coalesce(4).unwrap(), 6);
+        let left = o.pending(100).unwrap();
+        assert_eq!(left.len(), 4);
+        let merged = &left[0];
+        assert_eq!((merged.seq, merged.coalesced), (seqs[6], 6));
+        let m7 = merged.results.iter().find(|r| r.monitor_id == 7).unwrap();
+        assert_eq!((m7.checks, m7.latency.count), (14, 7));
+        let total: u64 = left.iter().flat_map(|d| &d.results).filter(|r| r.monitor_id == 7).map(|r| r.checks).sum();
+        assert_eq!(total, 20, "no check is lost to coalescing");
+        assert_eq!(left.last().unwrap().results[0].last_status, CheckStatus::Down);
+        assert_eq!(o.coalesce(4).unwrap(), 0);
+    }
+}
