@@ -266,25 +266,21 @@ impl Cluster {
     /// asking the leader for its read index when this node is a follower.
     pub async fn linearize(&self) -> Result<(), ApiError> {
         let deadline = tokio::time::Instant::now() + self.inner.config.write_timeout;
-        let leader = self.wait_for_leader(deadline).await?;
-        let index = if leader == self.node_id() {
-            let reply = self.read_index_local().await;
-            reply.read_index.ok_or_else(|| ApiError::unavailable(reply.error))?
-        } else {
-            let addr = self
-                .metrics()
-                .membership_config
-                .membership()
-                .get_node(&leader)
-                .map(|n| n.peer_addr.clone())
-                .ok_or_else(|| ApiError::unavailable(format!("leader {leader} has no known address")))?;
-            let mut client = self.inner.peers.client(&addr).map_err(|e| ApiError::unavailable(e.to_string()))?;
-            let reply = client
-                .read_index(ReadIndexRequest {})
-                .await
-                .map_err(|s| ApiError::unavailable(format!("leader {leader}: {}", s.message())))?
-                .into_inner();
-            reply.read_index.ok_or_else(|| ApiError::unavailable(reply.error))?
+        // A read during a leader change waits for the next leader, like a write.
+        let index = loop {
+            let leader = self.wait_for_leader(deadline).await?;
+            match self.read_index(leader).await {
+                Ok(index) => break index,
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => {
+                    let _ = self
+                        .inner
+                        .raft
+                        .wait(Some(Duration::from_millis(300)))
+                        .metrics(|m| m.current_leader.is_some_and(|l| l != leader), "leader change")
+                        .await;
+                }
+            }
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         self.inner
@@ -294,6 +290,30 @@ impl Cluster {
             .await
             .map_err(|_| ApiError::unavailable(format!("this node did not apply up to index {index} in time")))?;
         Ok(())
+    }
+
+    /// The index a linearizable read must wait for, from `leader`.
+    async fn read_index(&self, leader: NodeId) -> Result<u64, ApiError> {
+        let reply = if leader == self.node_id() {
+            self.read_index_local().await
+        } else {
+            let addr = self
+                .metrics()
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .map(|n| n.peer_addr.clone())
+                .ok_or_else(|| ApiError::unavailable(format!("leader {leader} has no known address")))?;
+            let mut client = self.inner.peers.client(&addr).map_err(|e| ApiError::unavailable(e.to_string()))?;
+            let mut request = tonic::Request::new(ReadIndexRequest {});
+            request.set_timeout(Duration::from_secs(2));
+            client
+                .read_index(request)
+                .await
+                .map_err(|s| ApiError::unavailable(format!("leader {leader}: {}", s.message())))?
+                .into_inner()
+        };
+        reply.read_index.ok_or_else(|| ApiError::unavailable(reply.error))
     }
 
     pub(crate) async fn read_index_local(&self) -> ReadIndexReply {

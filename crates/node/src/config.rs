@@ -48,6 +48,31 @@ pub struct Config {
     pub raft: RaftTimings,
     #[serde(default)]
     pub digest: DigestSettings,
+    #[serde(default)]
+    pub probe: ProbeSettings,
+}
+
+/// How this node runs checks (`[probe]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProbeSettings {
+    /// Local addresses to probe from (at most one IPv4 and one IPv6); empty lets
+    /// the kernel choose.
+    pub source_addrs: Vec<std::net::IpAddr>,
+    /// DNS servers for resolving targets; empty uses /etc/resolv.conf.
+    pub nameservers: Vec<std::net::SocketAddr>,
+}
+
+impl ProbeSettings {
+    pub fn to_config(&self) -> Result<uptime_probe::Config, Error> {
+        uptime_probe::Config {
+            source_addrs: self.source_addrs.clone(),
+            nameservers: self.nameservers.clone(),
+            ..uptime_probe::Config::default()
+        }
+        .validate()
+        .map_err(|e| Error::config(format!("probe: {e}")))
+    }
 }
 
 /// How probe results travel to the leader (`[digest]`).
@@ -154,6 +179,7 @@ impl Config {
             insecure: true,
             raft: RaftTimings::default(),
             digest: DigestSettings::default(),
+            probe: ProbeSettings::default(),
         }
     }
 
@@ -226,6 +252,7 @@ impl Config {
                 "raft: need 0 < heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms",
             ));
         }
+        self.probe.to_config()?;
         let d = &self.digest;
         if d.window_ms < 100 || d.tick_ms < 100 || d.max_backlog < 2 {
             return Err(Error::config("digest: window_ms and tick_ms at least 100, max_backlog at least 2"));

@@ -24,6 +24,6 @@ pub mod digest;
 mod error;
 mod server;
 
-pub use config::{Config, DigestSettings, PeerConfig, RaftTimings, TlsFiles};
+pub use config::{Config, DigestSettings, PeerConfig, ProbeSettings, RaftTimings, TlsFiles};
 pub use error::Error;
 pub use server::Node;

@@ -120,7 +120,7 @@ impl Node {
 
         // Probing: scheduler -> digests -> outbox -> leader; and the leader's tick.
         let digest_config = config.digest.to_config();
-        let prober = uptime_probe::Prober::new(uptime_probe::Config::default())
+        let prober = uptime_probe::Prober::new(config.probe.to_config()?)
             .map_err(|e| Error::Serve { message: format!("prober: {e}") })?;
         let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(4096);
         let (scheduler, scheduler_handle) =

@@ -35,6 +35,10 @@ pub struct Config {
     pub extra_ca_files: Vec<PathBuf>,
     /// Payload bytes in each ICMP echo request (56 is what `ping` sends).
     pub icmp_payload_bytes: usize,
+    /// Local addresses TCP checks (http, tcp, tls) connect from, per family; none
+    /// lets the kernel choose. For multi-homed hosts that must probe from one
+    /// interface; also how tests on one machine tell nodes apart (127.0.0.K).
+    pub source_addrs: Vec<std::net::IpAddr>,
 }
 
 impl Default for Config {
@@ -51,6 +55,7 @@ impl Default for Config {
             webpki_roots: true,
             extra_ca_files: Vec::new(),
             icmp_payload_bytes: 56,
+            source_addrs: Vec::new(),
         }
     }
 }
@@ -75,6 +80,11 @@ impl Config {
         }
         if http::HeaderValue::from_str(&self.user_agent).is_err() {
             return bad("user_agent", "is not a valid header value");
+        }
+        if self.source_addrs.iter().filter(|a| a.is_ipv4()).count() > 1
+            || self.source_addrs.iter().filter(|a| a.is_ipv6()).count() > 1
+        {
+            return bad("source_addrs", "at most one IPv4 and one IPv6 address");
         }
         if self.icmp_payload_bytes > 1400 {
             return bad("icmp_payload_bytes", "at most 1400 (one unfragmented packet)");

@@ -96,6 +96,13 @@ ca = "{ca}"
 cert = "{cert}"
 key = "{key}"
 
+[probe]
+source_addrs = ["127.0.0.{id}"]
+
+[digest]
+window_ms = 500
+tick_ms = 500
+
 [raft]
 {raft}
 "#,

@@ -509,3 +509,130 @@ async fn t85_incidents_maintenance_pause_and_history_through_the_api() {
     assert_eq!((h.level.as_str(), h.checks, h.uptime_percent), ("hour", 0, None));
     assert!(c.monitor_nodes("db").await.unwrap().is_empty());
 }
+
+/// An HTTP target the test turns up and down, and can block for chosen source
+/// addresses (each node probes from 127.0.0.K).
+struct Target {
+    url: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    blocked: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<std::net::IpAddr>>>,
+}
+
+impl Target {
+    async fn start() -> Target {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let blocked = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let (u, b) = (up.clone(), blocked.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, peer)) = listener.accept().await else { return };
+                if b.lock().unwrap().contains(&peer.ip()) {
+                    drop(s); // a reset: this node cannot reach the target
+                    continue;
+                }
+                let up = u.load(std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    let _ = s.read(&mut buf).await;
+                    let status = if up { "200 OK" } else { "500 Internal Server Error" };
+                    let resp = format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+                    let _ = s.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        Target { url, up, blocked }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn block(&self, node: u64, blocked: bool) {
+        let ip: std::net::IpAddr = format!("127.0.0.{node}").parse().unwrap();
+        let mut set = self.blocked.lock().unwrap();
+        if blocked {
+            set.insert(ip);
+        } else {
+            set.remove(&ip);
+        }
+    }
+}
+
+async fn wait_state(cluster: &TestCluster, node: u64, name: &str, state: &str) {
+    let c = cluster.client(node);
+    wait_until(&format!("{name} {state} on node {node}"), Duration::from_secs(30), || {
+        let c = c.clone();
+        async move { c.get_monitor(name).await.ok().filter(|m| m.state == state) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90_real_probes_open_and_resolve_an_incident_and_a_minority_view_opens_nothing() {
+    let mut cluster = TestCluster::start(3).await;
+    let target = Target::start().await;
+    let c = cluster.client(1);
+    let mut m = monitor("web");
+    m.target = target.url.clone();
+    m.interval = Some("1s".into());
+    m.timeout = Some("1s".into());
+    c.create_monitor(&m).await.unwrap();
+    for id in 1..=3 {
+        wait_state(&cluster, id, "web", "up").await;
+    }
+
+    // Node 3 alone cannot reach the target: its view shows it, nothing opens.
+    target.block(3, true);
+    wait_until("node 3 to report web down, confirmed", Duration::from_secs(30), || {
+        let c = c.clone();
+        async move {
+            c.monitor_nodes("web").await.ok()?.into_iter().find(|n| n.node_id == 3 && n.status == "down" && n.run >= 3)
+        }
+    })
+    .await;
+    assert_eq!(c.get_monitor("web").await.unwrap().state, "up");
+    assert!(c.list_incidents(None).await.unwrap().is_empty(), "a minority view must not open an incident");
+    target.block(3, false);
+
+    // Down for everyone: a confirmed majority opens exactly one incident.
+    target.set_up(false);
+    wait_state(&cluster, 1, "web", "down").await;
+    let open = wait_until("an incident", Duration::from_secs(10), || {
+        let c = c.clone();
+        async move { c.list_incidents(Some("open")).await.ok().filter(|l| !l.is_empty()) }
+    })
+    .await;
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].state, "triggered");
+
+    // A node restarts while the monitor is down: nothing breaks, it reports again.
+    assert_eq!(cluster.terminate(2).await.code(), Some(0));
+    cluster.spawn(2);
+    cluster.wait_healthy(3).await;
+
+    // Back up: the incident resolves by itself.
+    target.set_up(true);
+    wait_state(&cluster, 1, "web", "up").await;
+    let all = wait_until("the incident to resolve", Duration::from_secs(10), || {
+        let c = c.clone();
+        async move { c.list_incidents(None).await.ok().filter(|l| l.iter().all(|i| i.state == "resolved")) }
+    })
+    .await;
+    assert_eq!(all.len(), 1, "still one incident: {all:?}");
+    let kinds: Vec<String> = all[0].timeline.iter().map(|e| e.kind.clone()).collect();
+    assert_eq!(kinds, ["opened", "resolved"]);
+    // Node 2 reports again after its restart.
+    wait_until("node 2 to report again", Duration::from_secs(20), || {
+        let c = c.clone();
+        async move {
+            c.monitor_nodes("web").await.ok()?.into_iter().find(|n| n.node_id == 2 && !n.stale && n.status == "up")
+        }
+    })
+    .await;
+    // History counted checks from every node.
+    let h = c.history("web", "1h").await.unwrap();
+    assert!(h.checks > 0 && h.failures > 0 && h.uptime_percent.is_some(), "{h:?}");
+}

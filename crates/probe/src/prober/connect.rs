@@ -61,7 +61,8 @@ pub(super) async fn connect(
     let mut last = None;
     for ip in addrs {
         let addr = SocketAddr::new(*ip, port);
-        match timeout_at(phase_deadline(deadline, p.config.connect_timeout), TcpStream::connect(addr)).await {
+        let source = p.config.source_addrs.iter().find(|s| s.is_ipv4() == ip.is_ipv4()).copied();
+        match timeout_at(phase_deadline(deadline, p.config.connect_timeout), connect_from(source, addr)).await {
             // No TCP_NODELAY: a check writes its request in one call, which
             // Nagle never holds back, and the syscall is a tenth of a check's.
             Ok(Ok(stream)) => return Ok((stream, addr, start.elapsed())),
@@ -79,6 +80,14 @@ pub(super) async fn connect(
         }
     }
     Err(last.unwrap_or_else(|| fail(ErrorKind::Connect, Phase::Connect, "no address to connect to")))
+}
+
+/// Connects to `addr`, from `source` when one is configured for its family.
+async fn connect_from(source: Option<IpAddr>, addr: SocketAddr) -> io::Result<TcpStream> {
+    let Some(source) = source else { return TcpStream::connect(addr).await };
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
 }
 
 fn connect_error(addr: SocketAddr, e: &io::Error) -> CheckError {
