@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 use uptime_raft_store::typ::RaftMetrics;
 use uptime_raft_store::{codec, Command, NodeId, PeerNode, Raft, Request, Response, StateReader};
 
@@ -89,6 +90,79 @@ struct Inner {
     raft: Raft,
     reader: StateReader,
     peers: PeerNetworkFactory,
+    /// Writes on the leader go through the batcher (group commit).
+    batcher: mpsc::Sender<Pending>,
+    /// The highest log index of a write this node answered: local reads wait
+    /// until it is applied here, so a client reads its own writes.
+    written: std::sync::atomic::AtomicU64,
+}
+
+type WriteResult = Result<Committed, RaftError<NodeId, ClientWriteError<NodeId, PeerNode>>>;
+
+/// A write waiting for the batcher.
+struct Pending {
+    command: Command,
+    reply: oneshot::Sender<WriteResult>,
+}
+
+const BATCH_QUEUE: usize = 4096;
+/// Batches in flight at once: one filling the log while others replicate.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Group commit on the leader: concurrent writes become one log entry
+/// (`Command::Batch`), so one append, one fsync and one replication round serve
+/// them all. A lone write is proposed as itself, so an idle cluster pays nothing.
+async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        // Whatever queued while we waited for a slot rides along.
+        let mut batch = vec![first];
+        while batch.len() < uptime_raft_store::MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            propose_batch(&raft, batch).await;
+        });
+    }
+}
+
+async fn propose_batch(raft: &Raft, mut batch: Vec<Pending>) {
+    if batch.len() == 1 {
+        let p = batch.pop().expect("one pending write");
+        let result = raft
+            .client_write(Request { at_ms: now_ms(), command: p.command })
+            .await
+            .map(|r| Committed { index: r.log_id.index, response: r.data });
+        let _ = p.reply.send(result);
+        return;
+    }
+    let (commands, replies): (Vec<Command>, Vec<oneshot::Sender<WriteResult>>) =
+        batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+    let n = replies.len();
+    match raft.client_write(Request { at_ms: now_ms(), command: Command::Batch(commands) }).await {
+        Ok(r) => {
+            let index = r.log_id.index;
+            let responses = match r.data {
+                Response::Batch(rs) if rs.len() == n => rs,
+                // A refused batch (it cannot be, given how it is built) refuses each write.
+                other => vec![other; n],
+            };
+            for (reply, response) in replies.into_iter().zip(responses) {
+                let _ = reply.send(Ok(Committed { index, response }));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -96,8 +170,13 @@ fn now_ms() -> u64 {
 }
 
 impl Cluster {
+    /// Must be called within a Tokio runtime: it starts the write batcher, which
+    /// ends when the last clone of this handle is dropped.
     pub fn new(config: ClusterConfig, raft: Raft, reader: StateReader, peers: PeerNetworkFactory) -> Self {
-        Cluster { inner: Arc::new(Inner { config, raft, reader, peers }) }
+        let (tx, rx) = mpsc::channel(BATCH_QUEUE);
+        tokio::spawn(batcher(raft.clone(), rx));
+        let written = std::sync::atomic::AtomicU64::new(0);
+        Cluster { inner: Arc::new(Inner { config, raft, reader, peers, batcher: tx, written }) }
     }
 
     pub fn raft(&self) -> &Raft {
@@ -149,16 +228,9 @@ impl Cluster {
             };
             match result {
                 Ok(Committed { response, index }) => {
-                    // Read your writes on this node: a follower answers only once it has
-                    // applied the entry too (bounded; the write has committed either way).
-                    if leader != self.node_id() {
-                        let _ = self
-                            .inner
-                            .raft
-                            .wait(Some(self.inner.config.write_timeout))
-                            .applied_index_at_least(Some(index), "forwarded write")
-                            .await;
-                    }
+                    // Reads on this node will wait for this entry (read your writes),
+                    // without making the write's answer wait for it.
+                    self.inner.written.fetch_max(index, std::sync::atomic::Ordering::Relaxed);
                     return Ok(response);
                 }
                 // Leadership moved (or the leader we knew is gone) before anything was
@@ -223,10 +295,16 @@ impl Cluster {
         let timeout = self.inner.config.write_timeout;
         let fut = async {
             match op {
-                LeaderOp::Write(command) => raft
-                    .client_write(Request { at_ms: now_ms(), command })
-                    .await
-                    .map(|r| Committed { index: r.log_id.index, response: r.data }),
+                LeaderOp::Write(command) => {
+                    let (reply, answer) = oneshot::channel();
+                    if self.inner.batcher.send(Pending { command, reply }).await.is_err() {
+                        return Err(RaftError::Fatal(openraft::error::Fatal::Stopped));
+                    }
+                    match answer.await {
+                        Ok(result) => result,
+                        Err(_) => Err(RaftError::Fatal(openraft::error::Fatal::Stopped)),
+                    }
+                }
                 LeaderOp::AddNode { id, node } => {
                     raft.add_learner(id, node, true).await?;
                     raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
@@ -260,6 +338,21 @@ impl Cluster {
                 Err(OpError::Unknown { message: format!("not committed within {timeout:?}; it may still commit") })
             }
         }
+    }
+
+    /// Waits (bounded) until this node has applied every write it answered, so a
+    /// local read after a write through this node sees it.
+    pub async fn read_own_writes(&self) {
+        let written = self.inner.written.load(std::sync::atomic::Ordering::Relaxed);
+        if self.metrics().last_applied.map(|l| l.index).unwrap_or(0) >= written {
+            return;
+        }
+        let _ = self
+            .inner
+            .raft
+            .wait(Some(self.inner.config.write_timeout))
+            .applied_index_at_least(Some(written), "read your writes")
+            .await;
     }
 
     /// Waits until local state reflects every write committed before this call,

@@ -24,6 +24,7 @@ pub async fn read_barrier(cluster: &Cluster, linearizable: bool) -> Result<(), A
     if linearizable {
         cluster.linearize().await
     } else {
+        cluster.read_own_writes().await;
         Ok(())
     }
 }
@@ -88,10 +89,7 @@ pub async fn get_monitor(cluster: &Cluster, id_or_name: &str, linearizable: bool
 }
 
 pub async fn delete_monitor(cluster: &Cluster, id_or_name: &str) -> Result<(), ApiError> {
-    let monitor = cluster
-        .reader()
-        .find_monitor(id_or_name)?
-        .ok_or_else(|| ApiError::not_found(format!("no monitor {id_or_name:?}")))?;
+    let monitor = find(cluster, id_or_name).await?;
     cluster.write(Command::DeleteMonitor { id: monitor.id }).await?;
     Ok(())
 }
@@ -150,27 +148,36 @@ pub async fn create_monitor(cluster: &Cluster, body: CreateMonitor) -> Result<Mo
         policy,
     };
     match cluster.write(Command::CreateMonitor(draft)).await? {
-        Response::Monitor(m) => view(cluster, &m),
+        Response::Monitor(m) => {
+            // The verdict is read locally: let this node apply the write first.
+            cluster.read_own_writes().await;
+            view(cluster, &m)
+        }
         other => Err(ApiError::internal(format!("unexpected answer from apply: {other:?}"))),
     }
 }
 
 // --- monitors: pause, per-node view, history ---
 
-fn find(cluster: &Cluster, id_or_name: &str) -> Result<Monitor, ApiError> {
+async fn find(cluster: &Cluster, id_or_name: &str) -> Result<Monitor, ApiError> {
+    cluster.read_own_writes().await;
     cluster.reader().find_monitor(id_or_name)?.ok_or_else(|| ApiError::not_found(format!("no monitor {id_or_name:?}")))
 }
 
 pub async fn set_paused(cluster: &Cluster, id_or_name: &str, paused: bool) -> Result<MonitorView, ApiError> {
-    let m = find(cluster, id_or_name)?;
+    let m = find(cluster, id_or_name).await?;
     match cluster.write(Command::SetMonitorEnabled { id: m.id, enabled: !paused }).await? {
-        Response::Monitor(m) => view(cluster, &m),
+        Response::Monitor(m) => {
+            // The verdict is read locally: let this node apply the write first.
+            cluster.read_own_writes().await;
+            view(cluster, &m)
+        }
         other => Err(ApiError::internal(format!("unexpected answer from apply: {other:?}"))),
     }
 }
 
 pub async fn node_view(cluster: &Cluster, id_or_name: &str) -> Result<Vec<NodeView>, ApiError> {
-    let m = find(cluster, id_or_name)?;
+    let m = find(cluster, id_or_name).await?;
     let now = cluster.reader().clock_ms()?;
     let stale_after = m.verdict_policy().stale_after_ms;
     Ok(cluster
@@ -196,7 +203,7 @@ pub async fn node_view(cluster: &Cluster, id_or_name: &str) -> Result<Vec<NodeVi
 }
 
 pub async fn history(cluster: &Cluster, id_or_name: &str, range: Option<&str>) -> Result<HistoryView, ApiError> {
-    let m = find(cluster, id_or_name)?;
+    let m = find(cluster, id_or_name).await?;
     let range_ms = parse_duration("range", range, Duration::from_secs(86_400))?;
     let retention = Retention::default();
     let level = Level::ALL.into_iter().find(|l| range_ms <= retention.of(*l)).unwrap_or(Level::Day);
@@ -238,6 +245,7 @@ pub async fn history(cluster: &Cluster, id_or_name: &str, range: Option<&str>) -
 // --- incidents ---
 
 pub async fn list_incidents(cluster: &Cluster, state: Option<&str>) -> Result<Vec<IncidentView>, ApiError> {
+    cluster.read_own_writes().await;
     let filter = |i: &uptime_raft_store::Incident| match state {
         None | Some("all") => Ok(true),
         Some("open") => Ok(i.state != IncidentState::Resolved),
@@ -261,6 +269,7 @@ fn incident_id(id: &str) -> Result<u64, ApiError> {
 }
 
 pub async fn get_incident(cluster: &Cluster, id: &str) -> Result<IncidentView, ApiError> {
+    cluster.read_own_writes().await;
     let id = incident_id(id)?;
     match cluster.reader().get_incident(id)? {
         Some(i) => Ok(IncidentView::from(&i)),
@@ -285,7 +294,7 @@ async fn incident_write(cluster: &Cluster, c: IncidentCommand) -> Result<Inciden
 
 pub async fn declare_incident(cluster: &Cluster, body: DeclareIncident, by: String) -> Result<IncidentView, ApiError> {
     let monitor_id = match body.monitor.as_deref() {
-        Some(m) => Some(find(cluster, m)?.id),
+        Some(m) => Some(find(cluster, m).await?.id),
         None => None,
     };
     let severity = severity(body.severity.as_deref())?;
@@ -346,6 +355,7 @@ fn maintenance_view(cluster: &Cluster, w: &MaintenanceWindow, now: u64) -> Maint
 }
 
 pub async fn list_maintenance(cluster: &Cluster) -> Result<Vec<MaintenanceView>, ApiError> {
+    cluster.read_own_writes().await;
     let now = cluster.reader().clock_ms()?;
     Ok(cluster.reader().list_maintenance()?.iter().map(|w| maintenance_view(cluster, w, now)).collect())
 }
@@ -360,7 +370,7 @@ fn parse_time(field: &str, s: &str) -> Result<u64, ApiError> {
 pub async fn create_maintenance(cluster: &Cluster, body: MaintenanceView) -> Result<MaintenanceView, ApiError> {
     let mut monitors = Vec::new();
     for m in &body.monitors {
-        monitors.push(find(cluster, m)?.id);
+        monitors.push(find(cluster, m).await?.id);
     }
     let schedule = match (&body.start, &body.end, &body.time_zone) {
         (Some(start), Some(end), None) => {

@@ -163,6 +163,13 @@ impl<'t> Apply<'t> {
             }
             Command::Digests { node_id, digests } => self.digests(*node_id, digests),
             Command::Tick => self.tick(),
+            Command::Batch(commands) => {
+                let mut out = Vec::with_capacity(commands.len());
+                for c in commands {
+                    out.push(self.command(c)?);
+                }
+                Ok(Response::Batch(out))
+            }
             Command::Incident(c) => self.incident(c),
             Command::CreateMaintenance { name, monitors, schedule } => {
                 for m in monitors {

@@ -48,6 +48,10 @@ pub enum Command {
     DeleteMaintenance {
         id: u64,
     },
+    /// Commands from concurrent clients that the leader group-commits as one
+    /// entry. Each is applied (or refused) on its own, in order; the answer is
+    /// a `Response::Batch` in the same order.
+    Batch(Vec<Command>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +82,7 @@ pub enum Response {
         duplicates: u64,
     },
     Rejected(Rejection),
+    Batch(Vec<Response>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +118,8 @@ impl Rejection {
 }
 
 const MAX_SETTING_BYTES: usize = 64 * 1024;
+/// Commands per batch entry at most.
+pub const MAX_BATCH: usize = 1024;
 const MAX_TEXT: usize = 4096;
 
 fn text(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
@@ -153,6 +160,17 @@ impl Command {
                 Ok(())
             }
             Command::Incident(c) => c.validate(),
+            Command::Batch(commands) => {
+                if commands.is_empty() || commands.len() > MAX_BATCH {
+                    return Err(Rejection::invalid("batch", format!("must hold 1 to {MAX_BATCH} commands")));
+                }
+                if commands.iter().any(|c| matches!(c, Command::Batch(_))) {
+                    return Err(Rejection::invalid("batch", "batches do not nest"));
+                }
+                // Each command is validated on its own when applied, so one bad
+                // command does not refuse its neighbours.
+                Ok(())
+            }
             Command::CreateMaintenance { name, schedule, .. } => {
                 non_empty("name", name, 200)?;
                 schedule.validate()

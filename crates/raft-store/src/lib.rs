@@ -35,7 +35,7 @@ mod tables;
 mod types;
 
 pub use command::IncidentCommand;
-pub use command::{Command, RejectCode, Rejection, Request, Response};
+pub use command::{Command, RejectCode, Rejection, Request, Response, MAX_BATCH};
 pub use error::Error;
 pub use log_store::LogStore;
 pub use model::{

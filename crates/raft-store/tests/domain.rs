@@ -466,3 +466,37 @@ async fn the_same_random_commands_on_two_fresh_stores_give_equal_hashes() {
         assert_eq!(c.reader.state_hash().unwrap(), a.reader.state_hash().unwrap(), "seed {seed}");
     }
 }
+
+#[tokio::test]
+async fn a_batch_applies_each_command_on_its_own() {
+    let mut s = Sm::new();
+    let draft = |name: &str| MonitorDraft {
+        name: name.into(),
+        check: CheckSpec::from_target("tcp", "127.0.0.1:9").unwrap(),
+        interval_ms: 10_000,
+        timeout_ms: 5_000,
+        enabled: true,
+        public: false,
+        tags: vec![],
+        policy: AlertPolicy::default(),
+    };
+    let r = s
+        .run(
+            T0,
+            Command::Batch(vec![
+                Command::CreateMonitor(draft("a")),
+                Command::CreateMonitor(draft("a")),
+                Command::SetSetting { key: "k".into(), value: "v".into() },
+            ]),
+        )
+        .await;
+    let Response::Batch(rs) = r else { panic!("{r:?}") };
+    assert!(matches!(rs[0], Response::Monitor(_)));
+    assert!(matches!(rs[1], Response::Rejected(_)), "the duplicate is refused alone");
+    assert_eq!(rs[2], Response::Done);
+    assert_eq!(s.reader.setting("k").unwrap().as_deref(), Some("v"));
+    // Nested and empty batches are refused whole.
+    for bad in [Command::Batch(vec![]), Command::Batch(vec![Command::Batch(vec![Command::Tick])])] {
+        assert!(matches!(s.run(T0, bad).await, Response::Rejected(_)));
+    }
+}
