@@ -144,7 +144,14 @@ impl PeerConnection {
             Method::Vote => client.vote(request).await,
             Method::Snapshot => client.install_snapshot(request).await,
         };
-        let reply = reply.map_err(|status| RPCError::Unreachable(Unreachable::new(&status)))?;
+        let reply = reply.map_err(|status| match status.code() {
+            // Nothing answered: openraft backs off before trying this peer again.
+            tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
+            // The peer is there but slow (a timeout) or said something odd: retry
+            // at once. Backing off here would starve a busy follower of
+            // heartbeats and cause the very election it is too busy for.
+            _ => RPCError::Network(NetworkError::new(&status)),
+        })?;
         self.factory.health.record(self.target);
         let result: Result<Resp, RaftError<NodeId, E>> = codec::decode(&reply.into_inner().payload).map_err(|e| {
             RPCError::Network(NetworkError::new(&WireError(format!("bad reply from node {}: {e}", self.target))))
@@ -160,6 +167,13 @@ enum Method {
 }
 
 impl RaftNetwork<TypeConfig> for PeerConnection {
+    /// How long replication to an unreachable peer waits between attempts. Short:
+    /// a refused connect on a LAN costs nothing, and a restarted node should be
+    /// caught up at once.
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest,

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uptime_api::{Cluster, ClusterConfig, PeerHealth, PeerNetworkFactory, PeerService, PeerTls};
@@ -103,7 +105,12 @@ impl Node {
         let peer_task = tokio::spawn(async move {
             peer_router
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(peer),
+                    // Small RPCs (votes, heartbeats, acks) must not wait for Nagle.
+                    tokio_stream::wrappers::TcpListenerStream::new(peer).map(|s| {
+                        s.inspect(|s| {
+                            let _ = s.set_nodelay(true);
+                        })
+                    }),
                     peer_stop.cancelled_owned(),
                 )
                 .await
@@ -111,10 +118,16 @@ impl Node {
 
         let router = uptime_api::router(cluster.clone(), &token);
         let api_stop = shutdown.clone();
-        let api_task =
-            tokio::spawn(
-                async move { axum::serve(api, router).with_graceful_shutdown(api_stop.cancelled_owned()).await },
-            );
+        let api_task = tokio::spawn(async move {
+            axum::serve(
+                api.tap_io(|s| {
+                    let _ = s.set_nodelay(true);
+                }),
+                router,
+            )
+            .with_graceful_shutdown(api_stop.cancelled_owned())
+            .await
+        });
 
         bootstrap(&config, &raft, peer_addr, api_addr).await?;
 
