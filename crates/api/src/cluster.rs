@@ -238,16 +238,21 @@ impl Cluster {
                 Err(OpError::NotLeader { .. }) | Err(OpError::Unavailable { .. })
                     if tokio::time::Instant::now() < deadline =>
                 {
-                    let _ = self
-                        .inner
-                        .raft
-                        .wait(Some(Duration::from_millis(300)))
-                        .metrics(|m| m.current_leader.is_some_and(|l| l != leader), "leader change")
-                        .await;
+                    self.wait_for_leader_change(leader).await;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Waits (up to 300 ms) until this node knows a leader other than `old`.
+    async fn wait_for_leader_change(&self, old: NodeId) {
+        let _ = self
+            .inner
+            .raft
+            .wait(Some(Duration::from_millis(300)))
+            .metrics(|m| m.current_leader.is_some_and(|l| l != old), "leader change")
+            .await;
     }
 
     async fn wait_for_leader(&self, deadline: tokio::time::Instant) -> Result<NodeId, ApiError> {
@@ -366,12 +371,7 @@ impl Cluster {
                 Ok(index) => break index,
                 Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
                 Err(_) => {
-                    let _ = self
-                        .inner
-                        .raft
-                        .wait(Some(Duration::from_millis(300)))
-                        .metrics(|m| m.current_leader.is_some_and(|l| l != leader), "leader change")
-                        .await;
+                    self.wait_for_leader_change(leader).await;
                 }
             }
         };

@@ -88,16 +88,7 @@ impl<'t> Apply<'t> {
 
     /// Rows whose key starts with `prefix`, decoded.
     fn scan<T: DeserializeOwned>(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>> {
-        let t = self.txn.open_table(table).map_err(db)?;
-        let mut out = Vec::new();
-        for row in t.range::<&[u8]>(prefix..).map_err(db)? {
-            let (k, v) = row.map_err(db)?;
-            if !k.value().starts_with(prefix) {
-                break;
-            }
-            out.push((k.value().to_vec(), codec::decode(v.value())?));
-        }
-        Ok(out)
+        scan_prefix(&self.txn.open_table(table).map_err(db)?, prefix)
     }
 
     fn delete_prefix(&self, table: Table, prefix: &[u8]) -> Result<()> {
@@ -203,19 +194,7 @@ impl<'t> Apply<'t> {
             return reject(Rejection::conflict("name", format!("a monitor named {:?} already exists", draft.name)));
         }
         let id = self.next_id(NEXT_MONITOR)?;
-        let monitor = Monitor {
-            id,
-            name: draft.name.clone(),
-            check: draft.check.clone(),
-            interval_ms: draft.interval_ms,
-            timeout_ms: draft.timeout_ms,
-            enabled: draft.enabled,
-            public: draft.public,
-            tags: draft.tags.clone(),
-            policy: draft.policy.clone(),
-            created_at_ms: self.now,
-            updated_at_ms: self.now,
-        };
+        let monitor = Monitor::from_draft(id, draft, self.now);
         self.txn
             .open_table(MONITOR_NAMES)
             .map_err(db)?
@@ -242,18 +221,7 @@ impl<'t> Apply<'t> {
                 .insert(draft.name.as_bytes(), id_key(id).as_slice())
                 .map_err(db)?;
         }
-        let monitor = Monitor {
-            name: draft.name.clone(),
-            check: draft.check.clone(),
-            interval_ms: draft.interval_ms,
-            timeout_ms: draft.timeout_ms,
-            enabled: draft.enabled,
-            public: draft.public,
-            tags: draft.tags.clone(),
-            policy: draft.policy.clone(),
-            updated_at_ms: self.now,
-            ..old
-        };
+        let monitor = Monitor { created_at_ms: old.created_at_ms, ..Monitor::from_draft(id, draft, self.now) };
         self.put(MONITORS, &id_key(id), &monitor)?;
         if monitor.check != old.check {
             // Reports about the old target say nothing about the new one.

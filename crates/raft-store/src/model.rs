@@ -118,6 +118,23 @@ impl MonitorDraft {
 }
 
 impl Monitor {
+    /// A monitor made from `draft`, as of state time `now`.
+    pub fn from_draft(id: u64, draft: &MonitorDraft, now: u64) -> Monitor {
+        Monitor {
+            id,
+            name: draft.name.clone(),
+            check: draft.check.clone(),
+            interval_ms: draft.interval_ms,
+            timeout_ms: draft.timeout_ms,
+            enabled: draft.enabled,
+            public: draft.public,
+            tags: draft.tags.clone(),
+            policy: draft.policy.clone(),
+            created_at_ms: now,
+            updated_at_ms: now,
+        }
+    }
+
     pub fn verdict_policy(&self) -> VerdictPolicy {
         VerdictPolicy {
             quorum: self.policy.quorum,

@@ -373,19 +373,10 @@ impl StateReader {
         })
     }
 
-    /// Rows of `table` whose key starts with `prefix`, from `from` on (a key suffix), decoded.
+    /// Rows of `table` whose key starts with `prefix`, decoded.
     fn scan<T: serde::de::DeserializeOwned>(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, Error> {
         let txn = self.db.begin_read().map_err(db)?;
-        let t = txn.open_table(table).map_err(db)?;
-        let mut out = Vec::new();
-        for row in t.range::<&[u8]>(prefix..).map_err(db)? {
-            let (k, v) = row.map_err(db)?;
-            if !k.value().starts_with(prefix) {
-                break;
-            }
-            out.push((k.value().to_vec(), codec::decode(v.value())?));
-        }
-        Ok(out)
+        tables::scan_prefix(&txn.open_table(table).map_err(db)?, prefix)
     }
 
     pub fn list_monitors(&self) -> Result<Vec<Monitor>, Error> {

@@ -76,6 +76,23 @@ pub fn read_u64(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// Rows whose key starts with `prefix`, values decoded, in key order.
+pub fn scan_prefix<T, R>(table: &R, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, crate::Error>
+where
+    T: serde::de::DeserializeOwned,
+    R: ReadableTable<&'static [u8], &'static [u8]>,
+{
+    let mut out = Vec::new();
+    for row in table.range::<&[u8]>(prefix..).map_err(crate::error::db)? {
+        let (k, v) = row.map_err(crate::error::db)?;
+        if !k.value().starts_with(prefix) {
+            break;
+        }
+        out.push((k.value().to_vec(), crate::codec::decode(v.value())?));
+    }
+    Ok(out)
+}
+
 /// A table's rows as raw (key, value) bytes.
 pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 
