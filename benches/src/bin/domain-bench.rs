@@ -31,7 +31,7 @@ fn entry(index: u64, at_ms: u64, command: Command) -> Entry {
 fn result(monitor_id: u64, i: u64) -> MonitorResult {
     let mut latency = LatencyStats::default();
     latency.record(5_000 + (monitor_id * 7919 + i * 104_729) % 50_000);
-    let down = (monitor_id + i) % 97 == 0;
+    let down = (monitor_id + i).is_multiple_of(97);
     MonitorResult {
         monitor_id,
         checks: 1,
