@@ -10,7 +10,9 @@
 //! 3. During a maintenance window no incident opens and no notification is written
 //!    for the affected monitors.
 
-use redb::{ReadableTable, WriteTransaction};
+use std::collections::HashMap;
+
+use redb::{ReadableTable, TableHandle, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -37,8 +39,19 @@ pub(crate) const DIGESTS_DUPLICATE: &str = "digests_duplicate";
 const SYSTEM: &str = "system";
 
 pub(crate) struct Apply<'t> {
-    txn: &'t WriteTransaction,
+    /// Every domain table, open for the whole transaction (in [`TABLES`] order):
+    /// opening a redb table per access costs more than the access.
+    tables: Vec<redb::Table<'t, &'static [u8], &'static [u8]>>,
     pub now: u64,
+    /// Decoded rows read in this transaction, dropped on any write to their
+    /// table: a digest entry touches each monitor once per node.
+    monitors: std::cell::RefCell<HashMap<u64, Option<Monitor>>>,
+    windows: std::cell::RefCell<Option<Vec<MaintenanceWindow>>>,
+}
+
+/// Position of `table` in [`TABLES`].
+fn ix(table: Table) -> usize {
+    TABLES.iter().position(|t| t.name() == table.name()).expect("every domain table is listed in TABLES")
 }
 
 type Result<T> = std::result::Result<T, Error>;
@@ -49,7 +62,8 @@ fn reject(r: Rejection) -> Result<Response> {
 
 impl<'t> Apply<'t> {
     pub fn new(txn: &'t WriteTransaction) -> Result<Apply<'t>> {
-        let mut a = Apply { txn, now: 0 };
+        let tables = TABLES.iter().map(|t| txn.open_table(*t).map_err(db)).collect::<Result<Vec<_>>>()?;
+        let mut a = Apply { tables, now: 0, monitors: Default::default(), windows: Default::default() };
         a.now = a.counter(CLOCK)?;
         Ok(a)
     }
@@ -66,34 +80,48 @@ impl<'t> Apply<'t> {
     // --- table access ---
 
     fn get<T: DeserializeOwned>(&self, table: Table, key: &[u8]) -> Result<Option<T>> {
-        let t = self.txn.open_table(table).map_err(db)?;
-        let v = t.get(key).map_err(db)?;
+        let v = self.tables[ix(table)].get(key).map_err(db)?;
         Ok(match v {
             Some(v) => Some(codec::decode(v.value())?),
             None => None,
         })
     }
 
-    fn put<T: Serialize>(&self, table: Table, key: &[u8], value: &T) -> Result<()> {
+    /// Drops cached rows of `table` before it changes.
+    fn invalidate(&mut self, table: Table) {
+        if table.name() == MONITORS.name() {
+            self.monitors.get_mut().clear();
+        } else if table.name() == MAINTENANCE.name() {
+            *self.windows.get_mut() = None;
+        }
+    }
+
+    fn put<T: Serialize>(&mut self, table: Table, key: &[u8], value: &T) -> Result<()> {
+        self.invalidate(table);
         let bytes = codec::encode(value)?;
-        self.txn.open_table(table).map_err(db)?.insert(key, bytes.as_slice()).map_err(db)?;
+        self.tables[ix(table)].insert(key, bytes.as_slice()).map_err(db)?;
         Ok(())
     }
 
-    fn del(&self, table: Table, key: &[u8]) -> Result<bool> {
-        let mut t = self.txn.open_table(table).map_err(db)?;
-        let removed = t.remove(key).map_err(db)?.is_some();
+    fn put_raw(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<()> {
+        self.tables[ix(table)].insert(key, value).map_err(db)?;
+        Ok(())
+    }
+
+    fn del(&mut self, table: Table, key: &[u8]) -> Result<bool> {
+        self.invalidate(table);
+        let removed = self.tables[ix(table)].remove(key).map_err(db)?.is_some();
         Ok(removed)
     }
 
     /// Rows whose key starts with `prefix`, decoded.
     fn scan<T: DeserializeOwned>(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>> {
-        scan_prefix(&self.txn.open_table(table).map_err(db)?, prefix)
+        scan_prefix(&self.tables[ix(table)], prefix)
     }
 
-    fn delete_prefix(&self, table: Table, prefix: &[u8]) -> Result<()> {
+    fn delete_prefix(&mut self, table: Table, prefix: &[u8]) -> Result<()> {
         let keys: Vec<Vec<u8>> = {
-            let t = self.txn.open_table(table).map_err(db)?;
+            let t = &self.tables[ix(table)];
             let mut keys = Vec::new();
             for row in t.range::<&[u8]>(prefix..).map_err(db)? {
                 let (k, _) = row.map_err(db)?;
@@ -104,7 +132,7 @@ impl<'t> Apply<'t> {
             }
             keys
         };
-        let mut t = self.txn.open_table(table).map_err(db)?;
+        let t = &mut self.tables[ix(table)];
         for k in keys {
             t.remove(k.as_slice()).map_err(db)?;
         }
@@ -115,24 +143,28 @@ impl<'t> Apply<'t> {
         Ok(self.get::<u64>(COUNTERS, name.as_bytes())?.unwrap_or(0))
     }
 
-    fn set_counter(&self, name: &str, value: u64) -> Result<()> {
+    fn set_counter(&mut self, name: &str, value: u64) -> Result<()> {
         self.put(COUNTERS, name.as_bytes(), &value)
     }
 
     /// The next id from counter `name`, starting at 1.
-    fn next_id(&self, name: &str) -> Result<u64> {
+    fn next_id(&mut self, name: &str) -> Result<u64> {
         let id = self.counter(name)?.max(1);
         self.set_counter(name, id + 1)?;
         Ok(id)
     }
 
     fn monitor(&self, id: u64) -> Result<Option<Monitor>> {
-        self.get(MONITORS, &id_key(id))
+        if let Some(m) = self.monitors.borrow().get(&id) {
+            return Ok(m.clone());
+        }
+        let m: Option<Monitor> = self.get(MONITORS, &id_key(id))?;
+        self.monitors.borrow_mut().insert(id, m.clone());
+        Ok(m)
     }
 
     fn monitor_id_by_name(&self, name: &str) -> Result<Option<u64>> {
-        let t = self.txn.open_table(MONITOR_NAMES).map_err(db)?;
-        let v = t.get(name.as_bytes()).map_err(db)?;
+        let v = self.tables[ix(MONITOR_NAMES)].get(name.as_bytes()).map_err(db)?;
         Ok(v.map(|v| read_u64(v.value())))
     }
 
@@ -148,8 +180,7 @@ impl<'t> Apply<'t> {
             Command::SetMonitorEnabled { id, enabled } => self.set_enabled(*id, *enabled),
             Command::DeleteMonitor { id } => self.delete_monitor(*id),
             Command::SetSetting { key, value } => {
-                let mut t = self.txn.open_table(SETTINGS).map_err(db)?;
-                t.insert(key.as_bytes(), value.as_bytes()).map_err(db)?;
+                self.put_raw(SETTINGS, key.as_bytes(), value.as_bytes())?;
                 Ok(Response::Done)
             }
             Command::Digests { node_id, digests } => self.digests(*node_id, digests),
@@ -195,11 +226,7 @@ impl<'t> Apply<'t> {
         }
         let id = self.next_id(NEXT_MONITOR)?;
         let monitor = Monitor::from_draft(id, draft, self.now);
-        self.txn
-            .open_table(MONITOR_NAMES)
-            .map_err(db)?
-            .insert(monitor.name.as_bytes(), id_key(id).as_slice())
-            .map_err(db)?;
+        self.put_raw(MONITOR_NAMES, monitor.name.as_bytes(), &id_key(id))?;
         self.put(MONITORS, &id_key(id), &monitor)?;
         let state = if monitor.enabled { MonitorState::Unknown } else { MonitorState::Maintenance };
         self.put(VERDICTS, &id_key(id), &Verdict { state, since_ms: self.now })?;
@@ -215,11 +242,7 @@ impl<'t> Apply<'t> {
                 return reject(Rejection::conflict("name", format!("a monitor named {:?} already exists", draft.name)));
             }
             self.del(MONITOR_NAMES, old.name.as_bytes())?;
-            self.txn
-                .open_table(MONITOR_NAMES)
-                .map_err(db)?
-                .insert(draft.name.as_bytes(), id_key(id).as_slice())
-                .map_err(db)?;
+            self.put_raw(MONITOR_NAMES, draft.name.as_bytes(), &id_key(id))?;
         }
         let monitor = Monitor { created_at_ms: old.created_at_ms, ..Monitor::from_draft(id, draft, self.now) };
         self.put(MONITORS, &id_key(id), &monitor)?;
@@ -315,7 +338,12 @@ impl<'t> Apply<'t> {
     }
 
     fn in_maintenance(&self, monitor_id: u64) -> Result<bool> {
-        for (_, w) in self.scan::<MaintenanceWindow>(MAINTENANCE, &[])? {
+        if self.windows.borrow().is_none() {
+            let all = self.scan::<MaintenanceWindow>(MAINTENANCE, &[])?.into_iter().map(|(_, w)| w).collect();
+            *self.windows.borrow_mut() = Some(all);
+        }
+        let windows = self.windows.borrow();
+        for w in windows.iter().flatten() {
             if (w.monitors.is_empty() || w.monitors.contains(&monitor_id)) && w.schedule.contains(self.now) {
                 return Ok(true);
             }
@@ -410,10 +438,11 @@ impl<'t> Apply<'t> {
 
     fn retention(&mut self, retention: &Retention) -> Result<()> {
         let monitors: Vec<u64> = self.scan::<Monitor>(MONITORS, &[])?.into_iter().map(|(_, m)| m.id).collect();
-        let mut t = self.txn.open_table(HISTORY).map_err(db)?;
+        let now = self.now;
+        let t = &mut self.tables[ix(HISTORY)];
         for id in monitors {
             for level in Level::ALL {
-                let cutoff = self.now.saturating_sub(retention.of(level));
+                let cutoff = now.saturating_sub(retention.of(level));
                 let from = history_key(id, level.code(), 0);
                 let to = history_key(id, level.code(), cutoff);
                 t.retain_in::<&[u8], _>(from.as_slice()..to.as_slice(), |_, _| false).map_err(db)?;
