@@ -182,6 +182,11 @@ impl Client {
         self.request(method, path, body).await?.ok_or_else(|| ClientError::Decode { message: "empty body".into() })
     }
 
+    /// Replaces a monitor's definition; `monitor` is the whole new definition.
+    pub async fn update_monitor(&self, id_or_name: &str, monitor: &CreateMonitor) -> Result<MonitorView, ClientError> {
+        self.send(Method::PUT, &format!("/api/v1/monitors/{}", encode_path(id_or_name)), Some(monitor)).await
+    }
+
     pub async fn pause_monitor(&self, m: &str, paused: bool) -> Result<MonitorView, ClientError> {
         let action = if paused { "pause" } else { "resume" };
         self.send::<(), _>(Method::POST, &format!("/api/v1/monitors/{}/{action}", encode_path(m)), None).await

@@ -109,6 +109,31 @@ fn parse_duration(field: &str, value: Option<&str>, default: Duration) -> Result
 }
 
 pub async fn create_monitor(cluster: &Cluster, body: CreateMonitor) -> Result<MonitorView, ApiError> {
+    let draft = draft(body)?;
+    monitor_write(cluster, Command::CreateMonitor(draft)).await
+}
+
+/// Replaces a monitor's definition (PUT): the body is the whole monitor, as for
+/// create; its verdict, history and incidents stay.
+pub async fn update_monitor(cluster: &Cluster, id_or_name: &str, body: CreateMonitor) -> Result<MonitorView, ApiError> {
+    let id = find(cluster, id_or_name).await?.id;
+    let draft = draft(body)?;
+    monitor_write(cluster, Command::UpdateMonitor { id, draft }).await
+}
+
+async fn monitor_write(cluster: &Cluster, command: Command) -> Result<MonitorView, ApiError> {
+    match cluster.write(command).await? {
+        Response::Monitor(m) => {
+            // The verdict is read locally: let this node apply the write first.
+            cluster.read_own_writes().await;
+            view(cluster, &m)
+        }
+        other => Err(ApiError::internal(format!("unexpected answer from apply: {other:?}"))),
+    }
+}
+
+/// Checks and converts the API's monitor body.
+fn draft(body: CreateMonitor) -> Result<MonitorDraft, ApiError> {
     let spec_err = |e: uptime_probe::SpecError| ApiError::invalid(e.field, e.message);
     let mut check = CheckSpec::from_target(&body.kind, &body.target).map_err(spec_err)?;
     if !body.expect.is_empty() {
@@ -137,7 +162,7 @@ pub async fn create_monitor(cluster: &Cluster, body: CreateMonitor) -> Result<Mo
         renotify_interval_ms: parse_duration("renotify", body.renotify.as_deref(), Duration::ZERO)?,
         channels: body.channels,
     };
-    let draft = MonitorDraft {
+    Ok(MonitorDraft {
         name: body.name,
         check,
         interval_ms,
@@ -146,15 +171,7 @@ pub async fn create_monitor(cluster: &Cluster, body: CreateMonitor) -> Result<Mo
         public: body.public,
         tags: body.tags,
         policy,
-    };
-    match cluster.write(Command::CreateMonitor(draft)).await? {
-        Response::Monitor(m) => {
-            // The verdict is read locally: let this node apply the write first.
-            cluster.read_own_writes().await;
-            view(cluster, &m)
-        }
-        other => Err(ApiError::internal(format!("unexpected answer from apply: {other:?}"))),
-    }
+    })
 }
 
 // --- monitors: pause, per-node view, history ---

@@ -37,7 +37,7 @@ pub fn router(cluster: Cluster, token: &str) -> Router {
         .route("/api/v1/cluster/nodes/{id}", delete(remove_node))
         .route("/api/v1/settings/{key}", get(get_setting).put(put_setting))
         .route("/api/v1/monitors", get(list_monitors).post(create_monitor))
-        .route("/api/v1/monitors/{id}", get(get_monitor).delete(delete_monitor))
+        .route("/api/v1/monitors/{id}", get(get_monitor).put(update_monitor).delete(delete_monitor))
         .route("/api/v1/monitors/{id}/pause", post(pause_monitor))
         .route("/api/v1/monitors/{id}/resume", post(resume_monitor))
         .route("/api/v1/monitors/{id}/nodes", get(monitor_nodes))
@@ -260,4 +260,12 @@ async fn create_maintenance(
 async fn delete_maintenance(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     ops::delete_maintenance(&s.cluster, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn update_monitor(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<CreateMonitor>,
+) -> Result<Json<MonitorView>, ApiError> {
+    Ok(Json(ops::update_monitor(&s.cluster, &id, body).await?))
 }

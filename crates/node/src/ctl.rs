@@ -144,6 +144,14 @@ pub enum ClusterCmd {
 pub enum MonitorCmd {
     /// Create a monitor: KIND is http, tcp, icmp, dns or tls.
     Add(AddMonitor),
+    /// Replace a monitor's definition (all of it; unset flags take defaults).
+    /// Its id, verdict, history and incidents stay.
+    Update {
+        /// The monitor to change, by id or name.
+        monitor: String,
+        #[command(flatten)]
+        def: AddMonitor,
+    },
     /// List monitors.
     List {
         /// Reflect every write committed before this call (asks the leader).
@@ -213,6 +221,28 @@ pub struct AddMonitor {
     pub tags: Vec<String>,
 }
 
+impl AddMonitor {
+    fn into_body(self) -> CreateMonitor {
+        CreateMonitor {
+            name: self.name,
+            kind: self.kind,
+            target: self.target,
+            interval: Some(self.interval),
+            timeout: self.timeout,
+            expect: self.expect,
+            public: self.public,
+            paused: self.paused,
+            tags: self.tags,
+            confirmations: self.confirmations,
+            recovery_confirmations: self.recovery_confirmations,
+            quorum: self.quorum,
+            notify_on_recovery: self.no_recovery_notify.then_some(false),
+            renotify: self.renotify,
+            channels: self.channels,
+        }
+    }
+}
+
 /// Runs one command and returns what to print on stdout.
 pub async fn run(cli: Cli) -> Result<String, ClientError> {
     let mut client = Client::new(&cli.endpoint, cli.token.clone())?;
@@ -238,25 +268,11 @@ pub async fn run(cli: Cli) -> Result<String, ClientError> {
             Ok(if json { to_json(&h) } else { format!("applied_index {}\nhash {}\n", h.applied_index, h.hash) })
         }
         Command::Monitor(MonitorCmd::Add(a)) => {
-            let m = client
-                .create_monitor(&CreateMonitor {
-                    name: a.name,
-                    kind: a.kind,
-                    target: a.target,
-                    interval: Some(a.interval),
-                    timeout: a.timeout,
-                    expect: a.expect,
-                    public: a.public,
-                    paused: a.paused,
-                    tags: a.tags,
-                    confirmations: a.confirmations,
-                    recovery_confirmations: a.recovery_confirmations,
-                    quorum: a.quorum,
-                    notify_on_recovery: a.no_recovery_notify.then_some(false),
-                    renotify: a.renotify,
-                    channels: a.channels,
-                })
-                .await?;
+            let m = client.create_monitor(&a.into_body()).await?;
+            Ok(if json { to_json(&m) } else { monitor_table(std::slice::from_ref(&m)) })
+        }
+        Command::Monitor(MonitorCmd::Update { monitor, def }) => {
+            let m = client.update_monitor(&monitor, &def.into_body()).await?;
             Ok(if json { to_json(&m) } else { monitor_table(std::slice::from_ref(&m)) })
         }
         Command::Monitor(MonitorCmd::List { linearizable }) => {

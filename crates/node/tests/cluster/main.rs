@@ -429,6 +429,19 @@ async fn t85_incidents_maintenance_pause_and_history_through_the_api() {
     let c = cluster.client(follower).with_user("alice");
     c.create_monitor(&monitor("db")).await.unwrap();
 
+    // Replace its definition: same id, new name and interval.
+    let before = c.get_monitor("db").await.unwrap();
+    let mut changed = monitor("primary-db");
+    changed.interval = Some("2m".into());
+    let after = c.update_monitor("db", &changed).await.unwrap();
+    assert_eq!((after.id, after.name.as_str(), after.interval_s), (before.id, "primary-db", 120.0));
+    assert_eq!(after.created_at_ms, before.created_at_ms);
+    match c.update_monitor("nope", &changed).await {
+        Err(ClientError::Api { status: 404, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    c.update_monitor("primary-db", &monitor("db")).await.unwrap();
+
     // Pause and resume: state follows, through a follower.
     let paused = c.pause_monitor("db", true).await.unwrap();
     assert_eq!((paused.state.as_str(), paused.paused), ("maintenance", true));
