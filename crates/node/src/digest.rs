@@ -193,7 +193,9 @@ fn merge_latency(into: &mut LatencyStats, from: &LatencyStats) {
 }
 
 /// Per-monitor results of the current window, and each monitor's run of
-/// same-class results, which spans windows.
+/// same-class results, which spans windows: a monitor checked every 30 s shows
+/// up in one 2 s window out of fifteen, and its run must survive the others.
+/// One small entry per monitor this node has checked since it started.
 #[derive(Default)]
 struct Window {
     results: HashMap<u64, MonitorResult>,
@@ -239,11 +241,6 @@ impl Window {
         v.sort_by_key(|r| r.monitor_id);
         v
     }
-
-    /// Forgets runs of monitors no longer scheduled.
-    fn retain(&mut self, ids: &std::collections::HashSet<u64>) {
-        self.runs.retain(|id, _| ids.contains(id));
-    }
 }
 
 /// Folds reports into windows and seals each into the outbox.
@@ -268,8 +265,6 @@ pub async fn collect(
                 if window.results.is_empty() {
                     continue;
                 }
-                let ids = window.results.keys().copied().collect();
-                window.retain(&ids);
                 match outbox.push(window.take()) {
                     Ok(seq) => {
                         debug!(seq, "digest sealed");
@@ -439,6 +434,38 @@ mod tests {
         let o = Outbox::open(&path).unwrap();
         assert_eq!(o.len().unwrap(), 1, "an unacknowledged digest survives a restart");
         assert!(o.push(vec![]).unwrap() > first);
+    }
+
+    fn report(monitor_id: u64, status: uptime_probe::Status) -> Report {
+        let now = tokio::time::Instant::now();
+        let outcome = match status {
+            uptime_probe::Status::Up => uptime_probe::Outcome::up(Duration::from_millis(3)),
+            _ => uptime_probe::Outcome::down(
+                uptime_probe::ErrorKind::Connect,
+                None,
+                "connection refused",
+                Duration::from_millis(3),
+            ),
+        };
+        Report { monitor_id, due: now, started: now, result: Ok(outcome) }
+    }
+
+    #[tokio::test]
+    async fn runs_span_windows_in_which_the_monitor_was_not_checked() {
+        use uptime_probe::Status::{Down, Up};
+        let mut w = Window::default();
+        w.fold(report(1, Down));
+        assert_eq!(w.take()[0].run, 1);
+        // Window 2 holds another monitor only.
+        w.fold(report(2, Up));
+        w.take();
+        w.fold(report(1, Down));
+        w.fold(report(1, Down));
+        let r = w.take();
+        assert_eq!((r[0].monitor_id, r[0].run, r[0].checks, r[0].failures), (1, 3, 2, 2));
+        // A different class starts a new run.
+        w.fold(report(1, Up));
+        assert_eq!(w.take()[0].run, 1);
     }
 
     #[test]
