@@ -25,6 +25,7 @@ row = {
     "history_bytes_per_monitor": d["history_bytes_per_monitor"],
     "snapshot_mb_10k": d["snapshot_mb"] if d["monitors"] == 10000 else None,
     "snapshot_build_s": d["snapshot_build_s"],
+    "tick_ms_10k": d["tick_ms"] if d["monitors"] == 10000 else None,
     "cpu_pct_leader_10k": None,
     "cpu_pct_follower_10k": None,
     "log_bytes_per_s_10k": None,
