@@ -47,6 +47,10 @@ pub(crate) struct Apply<'t> {
     /// table: a digest entry touches each monitor once per node.
     monitors: std::cell::RefCell<HashMap<u64, Option<Monitor>>>,
     windows: std::cell::RefCell<Option<Vec<MaintenanceWindow>>>,
+    /// History buckets folded by digests in this transaction, written back by
+    /// [`Apply::flush`]: one read and one write per bucket, however many nodes
+    /// reported the monitor in the batch.
+    buckets: HashMap<[u8; 17], Bucket>,
 }
 
 /// Position of `table` in [`TABLES`].
@@ -63,7 +67,13 @@ fn reject(r: Rejection) -> Result<Response> {
 impl<'t> Apply<'t> {
     pub fn new(txn: &'t WriteTransaction) -> Result<Apply<'t>> {
         let tables = TABLES.iter().map(|t| txn.open_table(*t).map_err(db)).collect::<Result<Vec<_>>>()?;
-        let mut a = Apply { tables, now: 0, monitors: Default::default(), windows: Default::default() };
+        let mut a = Apply {
+            tables,
+            now: 0,
+            monitors: Default::default(),
+            windows: Default::default(),
+            buckets: HashMap::new(),
+        };
         a.now = a.counter(CLOCK)?;
         Ok(a)
     }
@@ -170,9 +180,24 @@ impl<'t> Apply<'t> {
 
     // --- commands ---
 
+    /// Writes back the history buckets digests folded. Called before anything
+    /// else reads or changes history, and before the transaction commits.
+    pub fn flush(&mut self) -> Result<()> {
+        let buckets = std::mem::take(&mut self.buckets);
+        let mut keys: Vec<&[u8; 17]> = buckets.keys().collect();
+        keys.sort();
+        for key in keys {
+            self.put(HISTORY, key, &buckets[key])?;
+        }
+        Ok(())
+    }
+
     pub fn command(&mut self, command: &Command) -> Result<Response> {
         if let Err(r) = command.validate() {
             return reject(r);
+        }
+        if !matches!(command, Command::Digests { .. } | Command::Batch(_)) {
+            self.flush()?;
         }
         match command {
             Command::CreateMonitor(draft) => self.create_monitor(draft),
@@ -330,9 +355,13 @@ impl<'t> Apply<'t> {
         self.put(OBSERVATIONS, &pair_key(m.id, node_id), &obs)?;
         for level in Level::ALL {
             let key = history_key(m.id, level.code(), level.bucket_start(self.now));
-            let mut bucket: Bucket = self.get(HISTORY, &key)?.unwrap_or_default();
-            bucket.fold(r.checks, r.failures.min(r.checks), &r.latency);
-            self.put(HISTORY, &key, &bucket)?;
+            if !self.buckets.contains_key(&key) {
+                let stored: Bucket = self.get(HISTORY, &key)?.unwrap_or_default();
+                self.buckets.insert(key, stored);
+            }
+            if let Some(bucket) = self.buckets.get_mut(&key) {
+                bucket.fold(r.checks, r.failures.min(r.checks), &r.latency);
+            }
         }
         self.evaluate(&m)
     }

@@ -169,6 +169,7 @@ impl StateMachineStore {
                 };
                 responses.push(response);
             }
+            apply.flush()?;
             if let Some(last) = last_applied {
                 put_meta(&txn, KEY_LAST_APPLIED, &Some(last))?;
             }
