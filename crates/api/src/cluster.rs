@@ -266,18 +266,21 @@ impl Cluster {
         }
     }
 
+    /// The peer address of member `id`, from the membership this node knows.
+    fn peer_addr(&self, id: NodeId) -> Option<String> {
+        self.metrics().membership_config.membership().get_node(&id).map(|n| n.peer_addr.clone())
+    }
+
     async fn forward(&self, leader: NodeId, op: &LeaderOp) -> Result<Committed, OpError> {
-        let metrics = self.metrics();
-        let node = metrics.membership_config.membership().get_node(&leader).cloned();
-        let Some(node) = node else {
+        let Some(addr) = self.peer_addr(leader) else {
             return Err(OpError::Unavailable { message: format!("leader {leader} has no known address") });
         };
         let payload = codec::encode(op).map_err(|e| OpError::Refused { message: e.to_string() })?;
         let mut client = self
             .inner
             .peers
-            .client(&node.peer_addr)
-            .map_err(|e| OpError::Unavailable { message: format!("leader {leader} at {}: {e}", node.peer_addr) })?;
+            .client(&addr)
+            .map_err(|e| OpError::Unavailable { message: format!("leader {leader} at {addr}: {e}") })?;
         let mut request = tonic::Request::new(RaftPayload { payload });
         request.set_timeout(self.inner.config.write_timeout);
         match client.forward_write(request).await {
@@ -391,11 +394,7 @@ impl Cluster {
             self.read_index_local().await
         } else {
             let addr = self
-                .metrics()
-                .membership_config
-                .membership()
-                .get_node(&leader)
-                .map(|n| n.peer_addr.clone())
+                .peer_addr(leader)
                 .ok_or_else(|| ApiError::unavailable(format!("leader {leader} has no known address")))?;
             let mut client = self.inner.peers.client(&addr).map_err(|e| ApiError::unavailable(e.to_string()))?;
             let mut request = tonic::Request::new(ReadIndexRequest {});
@@ -433,7 +432,7 @@ impl Cluster {
     }
 
     async fn leader_status(&self, leader: NodeId) -> Option<ClusterStatus> {
-        let addr = self.metrics().membership_config.membership().get_node(&leader)?.peer_addr.clone();
+        let addr = self.peer_addr(leader)?;
         let mut client = self.inner.peers.client(&addr).ok()?;
         let mut request = tonic::Request::new(ClusterStatusRequest {});
         request.set_timeout(Duration::from_millis(500));

@@ -41,17 +41,7 @@ impl Sm {
     }
 
     async fn monitor(&mut self, name: &str, policy: AlertPolicy) -> u64 {
-        let draft = MonitorDraft {
-            name: name.into(),
-            check: CheckSpec::from_target("tcp", "127.0.0.1:9").unwrap(),
-            interval_ms: 10_000,
-            timeout_ms: 5_000,
-            enabled: true,
-            public: false,
-            tags: vec![],
-            policy,
-        };
-        match self.run(T0, Command::CreateMonitor(draft)).await {
+        match self.run(T0, Command::CreateMonitor(MonitorDraft { policy, ..draft(name) })).await {
             Response::Monitor(m) => m.id,
             other => panic!("{other:?}"),
         }
@@ -89,6 +79,20 @@ impl Sm {
 
     fn outbox_kinds(&self) -> Vec<NotificationKind> {
         self.reader.outbox().unwrap().iter().map(|n| n.kind).collect()
+    }
+}
+
+/// A TCP monitor every 10 s with the default policy.
+fn draft(name: &str) -> MonitorDraft {
+    MonitorDraft {
+        name: name.into(),
+        check: CheckSpec::from_target("tcp", "127.0.0.1:9").unwrap(),
+        interval_ms: 10_000,
+        timeout_ms: 5_000,
+        enabled: true,
+        public: false,
+        tags: vec![],
+        policy: AlertPolicy::default(),
     }
 }
 
@@ -344,16 +348,7 @@ async fn unacknowledged_incidents_remind_on_their_interval() {
 async fn invalid_entries_are_refused_the_same_way_and_change_nothing() {
     let mut s = Sm::new();
     let before = s.reader.state_hash().unwrap().hash;
-    let bad = MonitorDraft {
-        name: "123".into(),
-        check: CheckSpec::from_target("tcp", "127.0.0.1:9").unwrap(),
-        interval_ms: 10_000,
-        timeout_ms: 5_000,
-        enabled: true,
-        public: false,
-        tags: vec![],
-        policy: AlertPolicy::default(),
-    };
+    let bad = draft("123");
     for cmd in [
         Command::CreateMonitor(bad),
         Command::DeleteMonitor { id: 42 },
@@ -470,16 +465,6 @@ async fn the_same_random_commands_on_two_fresh_stores_give_equal_hashes() {
 #[tokio::test]
 async fn a_batch_applies_each_command_on_its_own() {
     let mut s = Sm::new();
-    let draft = |name: &str| MonitorDraft {
-        name: name.into(),
-        check: CheckSpec::from_target("tcp", "127.0.0.1:9").unwrap(),
-        interval_ms: 10_000,
-        timeout_ms: 5_000,
-        enabled: true,
-        public: false,
-        tags: vec![],
-        policy: AlertPolicy::default(),
-    };
     let r = s
         .run(
             T0,
