@@ -123,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let snap = sm.get_snapshot_builder().await.build_snapshot().await?;
     let snapshot_build_s = t.elapsed().as_secs_f64();
-    let snapshot_bytes = snap.snapshot.get_ref().len();
+    let snapshot_bytes = std::fs::metadata(snap.snapshot.path())?.len();
     let state_bytes = std::fs::metadata(dir.path().join("state.redb"))?.len();
 
     println!("monitors {monitors}, {NODES} nodes, {} s windows, interval {} s", WINDOW_MS / 1000, INTERVAL_MS / 1000);

@@ -30,6 +30,7 @@ pub mod history;
 mod log_store;
 mod model;
 pub mod quorum;
+mod snapshot;
 mod state_machine;
 mod tables;
 mod types;
@@ -42,6 +43,7 @@ pub use model::{
     AlertPolicy, Digest, Incident, IncidentState, MaintenanceWindow, Monitor, MonitorDraft, MonitorResult,
     Notification, NotificationKind, NotificationState, Observation, Schedule, Severity, TimelineEvent, Verdict,
 };
+pub use snapshot::SnapshotFile;
 pub use state_machine::{StateHash, StateMachineStore, StateReader};
 pub use types::{NodeId, PeerNode, Raft, TypeConfig};
 

@@ -17,16 +17,14 @@
 //!    for a builder: it is a consistent cut, and apply goes on while it is built.
 //!    Its file is written and fsynced before openraft may purge the log behind it.
 
-use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, StorageIOError};
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, TableDefinition, TableHandle, WriteTransaction};
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::apply::Apply;
 use crate::codec;
@@ -35,6 +33,7 @@ use crate::error::{db, Error};
 use crate::history::{Bucket, Level};
 use crate::model::{Incident, MaintenanceWindow, Monitor, Notification, Observation, Verdict};
 use crate::quorum::MonitorState;
+use crate::snapshot::{self, Reader, Record, SnapshotFile};
 use crate::tables::{self, id_key, read_u64, Table, TABLES};
 use crate::typ::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership};
 use crate::TypeConfig;
@@ -49,22 +48,15 @@ const STATE_FILE: &str = "state.redb";
 /// Every this many apply batches, one is committed durably, so redb can reclaim
 /// pages freed by the non-durable ones (redb only reuses them after a durable commit).
 pub const DURABLE_EVERY: u64 = 64;
-const SNAPSHOT_FILE: &str = "snapshot.bin";
-
-/// The domain state in a portable form: the body of a snapshot, and what the state
-/// hash is computed over. Tables in [`TABLES`] order, rows in key order, so equal
-/// states encode equally.
-#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Dump {
-    tables: Vec<(String, tables::Rows)>,
-}
-
-/// A snapshot as kept on disk beside the state file.
-#[derive(Clone, Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
-}
+/// The latest snapshot (see [`crate::snapshot`] for the layout).
+const SNAPSHOT_FILE: &str = "snapshot.data";
+/// Prefixes of snapshot files being built or received; left-overs of a crash are
+/// removed at open.
+const BUILDING: &str = "snapshot.build-";
+const RECEIVING: &str = "snapshot.recv-";
+/// Installing a snapshot commits every this many bytes of rows, so a large one
+/// never sits in one write transaction.
+const INSTALL_TXN_BYTES: usize = 64 << 20;
 
 /// The state machine half of the Raft storage. openraft owns this value; clones of
 /// the inner database serve reads through [`StateReader`].
@@ -72,9 +64,17 @@ pub struct StateMachineStore {
     db: Arc<Database>,
     /// Apply batches since the last durable commit (invariant 3).
     since_durable: u64,
+    snapshots: Arc<Snapshots>,
+}
+
+/// The snapshot directory: the latest snapshot's meta, guarded together with the
+/// file it describes, so a reader never pairs one snapshot's meta with another's
+/// data.
+struct Snapshots {
     dir: PathBuf,
-    current: Arc<Mutex<Option<StoredSnapshot>>>,
-    builds: Arc<AtomicU64>,
+    current: Mutex<Option<SnapshotMeta>>,
+    /// Names temporary files uniquely.
+    seq: AtomicU64,
 }
 
 /// Read access to the applied state, for the API. Cheap to clone.
@@ -94,7 +94,7 @@ pub struct StateHash {
 
 impl StateMachineStore {
     /// Opens (or creates) the state machine in `dir`: `state.redb` and the latest
-    /// snapshot, `snapshot.bin`.
+    /// snapshot, `snapshot.data`.
     pub fn open(dir: &Path) -> Result<StateMachineStore, Error> {
         std::fs::create_dir_all(dir).map_err(|source| Error::SnapshotFile { path: dir.to_owned(), source })?;
         let path = dir.join(STATE_FILE);
@@ -107,35 +107,25 @@ impl StateMachineStore {
         }
         txn.commit().map_err(db_)?;
 
-        let snap_path = dir.join(SNAPSHOT_FILE);
-        let current = match std::fs::read(&snap_path) {
-            Ok(bytes) => Some(codec::decode::<StoredSnapshot>(&bytes)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => return Err(Error::SnapshotFile { path: snap_path, source }),
-        };
-        let store = StateMachineStore {
-            db: Arc::new(db),
-            since_durable: 0,
-            dir: dir.to_owned(),
-            current: Arc::new(Mutex::new(current)),
-            builds: Arc::new(AtomicU64::new(0)),
-        };
+        let snapshots = Snapshots::open(dir)?;
+        let store = StateMachineStore { db: Arc::new(db), since_durable: 0, snapshots: Arc::new(snapshots) };
         store.restore_behind_snapshot()?;
         Ok(store)
     }
 
     /// After a crash the state may have fallen back behind the latest snapshot
-    /// (its last commits were not fsynced), and the log behind the snapshot may be
-    /// purged: reinstall the snapshot so openraft can re-apply from the log.
+    /// (its last commits were not fsynced, or an install was cut short), and the
+    /// log behind the snapshot may be purged: reinstall the snapshot so openraft
+    /// can re-apply from the log.
     fn restore_behind_snapshot(&self) -> Result<(), Error> {
-        let Some(snapshot) = self.current.lock().expect("snapshot lock poisoned").clone() else { return Ok(()) };
+        let Some(meta) = self.snapshots.current() else { return Ok(()) };
         let applied = {
             let txn = self.db.begin_read().map_err(db_)?;
             applied_state(&txn)?.0
         };
-        if snapshot.meta.last_log_id > applied {
-            tracing::info!(?applied, snapshot = ?snapshot.meta.last_log_id, "state behind the snapshot after a crash: restoring it");
-            self.load_snapshot(&snapshot)?;
+        if meta.last_log_id > applied {
+            tracing::info!(?applied, snapshot = ?meta.last_log_id, "state behind the snapshot after a crash: restoring it");
+            load_snapshot(&self.db, &self.snapshots.path(), INSTALL_TXN_BYTES)?;
         }
         Ok(())
     }
@@ -180,38 +170,186 @@ impl StateMachineStore {
         txn.commit().map_err(db_)?;
         Ok(responses)
     }
+}
 
-    fn install_blocking(&self, stored: StoredSnapshot) -> Result<(), Error> {
-        self.load_snapshot(&stored)?;
-        save_snapshot_file(&self.dir, &stored)?;
-        *self.current.lock().expect("snapshot lock poisoned") = Some(stored);
+// === impl Snapshots ===
+
+impl Snapshots {
+    fn open(dir: &Path) -> Result<Snapshots, Error> {
+        let io = |source| Error::SnapshotFile { path: dir.to_owned(), source };
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(BUILDING) || name.starts_with(RECEIVING) {
+                std::fs::remove_file(entry.path()).map_err(io)?;
+            }
+        }
+        let path = dir.join(SNAPSHOT_FILE);
+        let current = match std::fs::metadata(&path) {
+            Ok(_) => Some(Reader::meta(&path)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(Error::SnapshotFile { path, source }),
+        };
+        Ok(Snapshots { dir: dir.to_owned(), current: Mutex::new(current), seq: AtomicU64::new(0) })
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(SNAPSHOT_FILE)
+    }
+
+    fn current(&self) -> Option<SnapshotMeta> {
+        self.current.lock().expect("snapshot lock poisoned").clone()
+    }
+
+    /// A new temporary file in the snapshot directory, open for reading and writing.
+    fn temp(&self, prefix: &str) -> Result<(std::fs::File, PathBuf), Error> {
+        let path = self.dir.join(format!("{prefix}{}", self.seq.fetch_add(1, Ordering::Relaxed)));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|source| Error::SnapshotFile { path: path.clone(), source })?;
+        Ok((file, path))
+    }
+
+    /// Makes the complete, synced file at `from` the latest snapshot.
+    fn publish(&self, from: &Path, meta: SnapshotMeta) -> Result<(), Error> {
+        let to = self.path();
+        let io = |source| Error::SnapshotFile { path: to.clone(), source };
+        let mut current = self.current.lock().expect("snapshot lock poisoned");
+        std::fs::rename(from, &to).map_err(io)?;
+        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)?;
+        *current = Some(meta);
         Ok(())
     }
 
-    /// Replaces the domain state with a snapshot's, durably.
-    fn load_snapshot(&self, stored: &StoredSnapshot) -> Result<(), Error> {
-        let dump: Dump = codec::decode(&stored.data)?;
-        let txn = self.db.begin_write().map_err(db_)?;
-        for t in TABLES {
-            txn.delete_table(t).map_err(db_)?;
-            txn.open_table(t).map_err(db_)?;
+    /// The latest snapshot, opened: its own handle, so concurrent senders each
+    /// read at their own offset, and a newer snapshot replacing the file does not
+    /// disturb them.
+    fn open_current(&self) -> Result<Option<(SnapshotMeta, SnapshotFile)>, Error> {
+        let current = self.current.lock().expect("snapshot lock poisoned");
+        let Some(meta) = current.clone() else { return Ok(None) };
+        let path = self.path();
+        let file = std::fs::File::open(&path).map_err(|source| Error::SnapshotFile { path: path.clone(), source })?;
+        Ok(Some((meta, SnapshotFile::new(file, path))))
+    }
+
+    /// Builds a snapshot of `txn` into a temporary file, then publishes it.
+    fn build(&self, txn: &ReadTransaction) -> Result<(SnapshotMeta, SnapshotFile), Error> {
+        let (last_log_id, last_membership) = applied_state(txn)?;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match last_log_id {
+            Some(id) => format!("{}-{}-{seq}", id.leader_id.term, id.index),
+            None => format!("0-0-{seq}"),
+        };
+        let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
+        let (file, path) = self.temp(BUILDING)?;
+        let written = snapshot::write_file(txn, &meta, &file, &path);
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
         }
-        for (name, rows) in &dump.tables {
-            let Some(def) = TABLES.iter().find(|t| t.name() == name) else {
-                return Err(Error::Corrupt {
-                    path: self.dir.join(SNAPSHOT_FILE),
-                    reason: format!("unknown table {name:?} in snapshot"),
-                });
+        self.publish(&path, meta.clone())?;
+        // The handle still refers to the published file; rewind it for the reader.
+        let mut file = file;
+        std::io::Seek::rewind(&mut file).map_err(|source| Error::SnapshotFile { path: self.path(), source })?;
+        Ok((meta, SnapshotFile::new(file, self.path())))
+    }
+
+    /// Checks a received snapshot and makes it the latest: a file received into
+    /// this directory is moved into place, any other is copied first.
+    fn accept(&self, meta: &SnapshotMeta, received: &Path) -> Result<(), Error> {
+        let staged = if received.parent() == Some(self.dir.as_path())
+            && received.file_name().is_some_and(|n| n.to_string_lossy().starts_with(RECEIVING))
+        {
+            received.to_owned()
+        } else {
+            let (file, path) = self.temp(RECEIVING)?;
+            drop(file);
+            let io = |source| Error::SnapshotFile { path: path.clone(), source };
+            std::fs::copy(received, &path).map_err(io)?;
+            std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(io)?;
+            path
+        };
+        let inside = match Reader::verify(&staged) {
+            Ok(inside) => inside,
+            Err(e) => {
+                let _ = std::fs::remove_file(&staged);
+                return Err(e);
+            }
+        };
+        if inside.snapshot_id != meta.snapshot_id || inside.last_log_id != meta.last_log_id {
+            let _ = std::fs::remove_file(&staged);
+            return Err(Error::Corrupt {
+                path: staged,
+                reason: format!("holds snapshot {} but {} was announced", inside.snapshot_id, meta.snapshot_id),
+            });
+        }
+        self.publish(&staged, meta.clone())
+    }
+}
+
+/// Replaces the domain state with the snapshot file's. Rows are committed in
+/// slices of `slice_bytes` ([`INSTALL_TXN_BYTES`]); the first slice clears `last_applied`, and
+/// only the last (durable) one sets it, so a crash in between leaves a state
+/// behind the snapshot, which the next open restores again.
+fn load_snapshot(db: &Database, path: &Path, slice_bytes: usize) -> Result<(), Error> {
+    let (mut reader, meta) = Reader::open(path)?;
+    let mut table: Option<Table> = None;
+    let mut first = true;
+    loop {
+        let mut txn = db.begin_write().map_err(db_)?;
+        txn.set_durability(Durability::None).map_err(|e| db_(redb::Error::from(e)))?;
+        if first {
+            for t in TABLES {
+                txn.delete_table(t).map_err(db_)?;
+                txn.open_table(t).map_err(db_)?;
+            }
+            put_meta(&txn, KEY_LAST_APPLIED, &None::<LogId>)?;
+            first = false;
+        }
+        let mut bytes = 0usize;
+        let mut ended = false;
+        {
+            let mut open = match table {
+                Some(def) => Some(txn.open_table(def).map_err(db_)?),
+                None => None,
             };
-            let mut table = txn.open_table(*def).map_err(db_)?;
-            for (k, v) in rows {
-                table.insert(k.as_slice(), v.as_slice()).map_err(db_)?;
+            while bytes < slice_bytes {
+                match reader.next()? {
+                    Record::Table(def) => {
+                        drop(open.take());
+                        open = Some(txn.open_table(def).map_err(db_)?);
+                        table = Some(def);
+                    }
+                    Record::Row(k, v) => {
+                        let Some(t) = open.as_mut() else {
+                            return Err(Error::Corrupt {
+                                path: path.to_owned(),
+                                reason: "row before any table".into(),
+                            });
+                        };
+                        bytes += k.len() + v.len();
+                        t.insert(k, v).map_err(db_)?;
+                    }
+                    Record::End => {
+                        ended = true;
+                        break;
+                    }
+                }
             }
         }
-        put_meta(&txn, KEY_LAST_APPLIED, &stored.meta.last_log_id)?;
-        put_meta(&txn, KEY_MEMBERSHIP, &stored.meta.last_membership)?;
+        if ended {
+            put_meta(&txn, KEY_LAST_APPLIED, &meta.last_log_id)?;
+            put_meta(&txn, KEY_MEMBERSHIP, &meta.last_membership)?;
+            txn.set_durability(Durability::Immediate).map_err(|e| db_(redb::Error::from(e)))?;
+            txn.commit().map_err(db_)?;
+            return Ok(());
+        }
         txn.commit().map_err(db_)?;
-        Ok(())
     }
 }
 
@@ -234,34 +372,10 @@ fn read_meta<T: serde::de::DeserializeOwned>(txn: &ReadTransaction, key: &str) -
     })
 }
 
-fn dump(txn: &ReadTransaction) -> Result<Dump, Error> {
-    let mut out = Dump::default();
-    for t in TABLES {
-        let table = txn.open_table(t).map_err(db)?;
-        out.tables.push((t.name().to_string(), tables::rows(&table).map_err(db)?));
-    }
-    Ok(out)
-}
-
 fn applied_state(txn: &ReadTransaction) -> Result<(Option<LogId>, StoredMembership), Error> {
     let last: Option<LogId> = read_meta::<Option<LogId>>(txn, KEY_LAST_APPLIED)?.flatten();
     let membership = read_meta(txn, KEY_MEMBERSHIP)?.unwrap_or_default();
     Ok((last, membership))
-}
-
-/// Writes the snapshot beside the state so a restarted node can serve it: to a
-/// temporary file, fsync, then rename over the old one.
-fn save_snapshot_file(dir: &Path, stored: &StoredSnapshot) -> Result<(), Error> {
-    let path = dir.join(SNAPSHOT_FILE);
-    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-    let io = |source| Error::SnapshotFile { path: path.clone(), source };
-    let bytes = codec::encode(stored)?;
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(&bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    Ok(())
 }
 
 fn sm_read_err(e: Error) -> StorageError {
@@ -270,6 +384,18 @@ fn sm_read_err(e: Error) -> StorageError {
 
 fn sm_write_err(e: Error) -> StorageError {
     StorageIOError::write_state_machine(AnyError::new(&e)).into()
+}
+
+fn snapshot_err(meta: Option<&SnapshotMeta>, e: Error) -> StorageError {
+    StorageIOError::write_snapshot(meta.map(|m| m.signature()), AnyError::new(&e)).into()
+}
+
+/// Runs blocking storage work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(join) => Err(Error::Task { message: join.to_string() }),
+    }
 }
 
 // === impl RaftStateMachine ===
@@ -294,70 +420,61 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if durable {
             self.since_durable = 0;
         }
-        match tokio::task::spawn_blocking(move || StateMachineStore::apply_blocking(&db, entries, durable)).await {
-            Ok(result) => result.map_err(sm_write_err),
-            Err(join) => Err(sm_write_err(Error::Task { message: join.to_string() })),
-        }
+        blocking(move || StateMachineStore::apply_blocking(&db, entries, durable)).await.map_err(sm_write_err)
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        SnapshotBuilder {
-            txn: self.db.begin_read().map_err(db),
-            dir: self.dir.clone(),
-            current: self.current.clone(),
-            seq: self.builds.fetch_add(1, Ordering::Relaxed),
-        }
+        SnapshotBuilder { txn: Some(self.db.begin_read().map_err(db)), snapshots: self.snapshots.clone() }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        let (file, path) = self.snapshots.temp(RECEIVING).map_err(|e| snapshot_err(None, e))?;
+        Ok(Box::new(SnapshotFile::new(file, path)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        mut snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
-        let stored = StoredSnapshot { meta: meta.clone(), data: snapshot.into_inner() };
-        self.install_blocking(stored)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)).into())
+        let received = snapshot.path().to_owned();
+        snapshot
+            .sync()
+            .await
+            .map_err(|source| snapshot_err(Some(meta), Error::SnapshotFile { path: received.clone(), source }))?;
+        drop(snapshot);
+        let (db, snapshots, owned) = (self.db.clone(), self.snapshots.clone(), meta.clone());
+        blocking(move || {
+            snapshots.accept(&owned, &received)?;
+            load_snapshot(&db, &snapshots.path(), INSTALL_TXN_BYTES)
+        })
+        .await
+        .map_err(|e| snapshot_err(Some(meta), e))
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let current = self.current.lock().expect("snapshot lock poisoned").clone();
-        Ok(current.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        let current = self.snapshots.open_current().map_err(sm_read_err)?;
+        Ok(current.map(|(meta, file)| Snapshot { meta, snapshot: Box::new(file) }))
     }
 }
 
 /// Builds a snapshot from a read transaction taken when openraft asked for the
-/// builder (invariant 3).
+/// builder (invariant 4), streaming it to a file off the async threads.
 pub struct SnapshotBuilder {
-    txn: Result<ReadTransaction, Error>,
-    dir: PathBuf,
-    current: Arc<Mutex<Option<StoredSnapshot>>>,
-    seq: u64,
+    txn: Option<Result<ReadTransaction, Error>>,
+    snapshots: Arc<Snapshots>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let txn = match &self.txn {
-            Ok(txn) => txn,
-            Err(e) => return Err(sm_read_err(Error::Task { message: e.to_string() })),
+        let txn = match self.txn.take() {
+            Some(Ok(txn)) => txn,
+            Some(Err(e)) => return Err(sm_read_err(e)),
+            None => return Err(sm_read_err(Error::Task { message: "snapshot builder used twice".into() })),
         };
-        let (last_log_id, last_membership) = applied_state(txn).map_err(sm_read_err)?;
-        let data = dump(txn).and_then(|d| Ok(codec::encode(&d)?)).map_err(sm_read_err)?;
-        let snapshot_id = match last_log_id {
-            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, self.seq),
-            None => format!("0-0-{}", self.seq),
-        };
-        let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
-        let stored = StoredSnapshot { meta: meta.clone(), data };
-        save_snapshot_file(&self.dir, &stored).map_err(|e| {
-            StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))
-        })?;
-        let data = stored.data.clone();
-        *self.current.lock().expect("snapshot lock poisoned") = Some(stored);
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        let snapshots = self.snapshots.clone();
+        let (meta, file) = blocking(move || snapshots.build(&txn)).await.map_err(|e| snapshot_err(None, e))?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
 }
 
@@ -477,15 +594,71 @@ impl StateReader {
     }
 
     /// A hash of the domain state (not of Raft bookkeeping) with the applied index
-    /// it was read at, from one read transaction.
+    /// it was read at, from one read transaction. Streamed: it is the hash a
+    /// snapshot taken at the same index ends with.
     pub fn state_hash(&self) -> Result<StateHash, Error> {
         let txn = self.db.begin_read().map_err(db)?;
         let (last, _) = applied_state(&txn)?;
-        let bytes = codec::encode(&dump(&txn)?)?;
-        let hash = Sha256::digest(&bytes);
-        Ok(StateHash {
-            applied_index: last.map(|l| l.index).unwrap_or(0),
-            hash: hash.iter().map(|b| format!("{b:02x}")).collect(),
-        })
+        let (hash, _) = snapshot::write_records(&txn, std::io::sink())?;
+        Ok(StateHash { applied_index: last.map(|l| l.index).unwrap_or(0), hash: snapshot::hex(&hash) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, RaftSnapshotBuilder};
+
+    use super::*;
+    use crate::command::Command;
+    use crate::Request;
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Request {
+                at_ms: 1_000 * index,
+                command: Command::SetSetting { key: format!("k{index}"), value: "v".repeat(200) },
+            }),
+        }
+    }
+
+    /// An install cut short after some slices were committed leaves the state
+    /// behind the snapshot, and the next open restores the snapshot whole.
+    #[tokio::test]
+    async fn an_install_cut_short_is_completed_at_the_next_open() {
+        let a = tempfile::tempdir().unwrap();
+        let mut source = StateMachineStore::open(a.path()).unwrap();
+        source.apply((1..=300).map(entry).collect::<Vec<_>>()).await.unwrap();
+        let snap = source.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let expected = source.reader().state_hash().unwrap();
+
+        let b = tempfile::tempdir().unwrap();
+        let truncated = b.path().join("truncated");
+        {
+            let mut target = StateMachineStore::open(b.path()).unwrap();
+            target.apply((1..=10).map(entry).collect::<Vec<_>>()).await.unwrap();
+            std::fs::copy(snap.snapshot.path(), b.path().join(SNAPSHOT_FILE)).unwrap();
+            let bytes = std::fs::read(snap.snapshot.path()).unwrap();
+            std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
+            // Small slices: several commits happen before the damage is found.
+            let err = load_snapshot(&target.db, &truncated, 4 << 10).unwrap_err();
+            assert!(err.to_string().contains("truncated"), "{err}");
+            let (applied, _) = target.applied_state().await.unwrap();
+            assert_eq!(applied, None, "a partial install is never taken for a complete state");
+        }
+        let reopened = StateMachineStore::open(b.path()).unwrap();
+        assert_eq!(reopened.reader().state_hash().unwrap(), expected);
+    }
+
+    /// A snapshot's last 32 bytes are the state hash of the state it holds.
+    #[tokio::test]
+    async fn a_snapshot_ends_with_the_state_hash() {
+        let a = tempfile::tempdir().unwrap();
+        let mut sm = StateMachineStore::open(a.path()).unwrap();
+        sm.apply((1..=20).map(entry).collect::<Vec<_>>()).await.unwrap();
+        let snap = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let bytes = std::fs::read(snap.snapshot.path()).unwrap();
+        let tail: [u8; 32] = bytes[bytes.len() - 32..].try_into().unwrap();
+        assert_eq!(snapshot::hex(&tail), sm.reader().state_hash().unwrap().hash);
     }
 }

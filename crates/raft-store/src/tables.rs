@@ -92,16 +92,3 @@ where
     }
     Ok(out)
 }
-
-/// A table's rows as raw (key, value) bytes.
-pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// All rows of a table, in key order.
-pub fn rows<T: ReadableTable<&'static [u8], &'static [u8]>>(table: &T) -> Result<Rows, redb::StorageError> {
-    let mut out = Vec::new();
-    for row in table.iter()? {
-        let (k, v) = row?;
-        out.push((k.value().to_vec(), v.value().to_vec()));
-    }
-    Ok(out)
-}

@@ -1,5 +1,4 @@
 use std::fmt;
-use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +30,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = PeerNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = crate::SnapshotFile,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
