@@ -10,6 +10,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
 use uptime_raft_store::typ::RaftMetrics;
 use uptime_raft_store::{codec, Command, NodeId, PeerNode, Raft, Request, Response, StateReader};
 
@@ -165,6 +166,32 @@ async fn propose_batch(raft: &Raft, mut batch: Vec<Pending>) {
     }
 }
 
+/// How long a joining node may take to catch up before its promotion is given
+/// up (the operator can run add-node again to resume it).
+const PROMOTION_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// Waits until learner `id` has caught up with the leader, then makes it a voter.
+async fn promote_when_caught_up(raft: Raft, id: NodeId) -> WriteResult {
+    let leader_index = raft.metrics().borrow().last_log_index;
+    let caught_up = raft
+        .wait(Some(PROMOTION_DEADLINE))
+        .metrics(
+            |m| {
+                let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten());
+                matched.map(|l| l.index) >= leader_index
+            },
+            "learner caught up",
+        )
+        .await;
+    if let Err(e) = caught_up {
+        warn!(node = id, error = %e, "learner did not catch up: not promoted (run add-node again to resume)");
+        return Err(RaftError::Fatal(openraft::error::Fatal::Stopped));
+    }
+    let r = raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await?;
+    info!(node = id, index = r.log_id.index, "learner caught up and promoted to voter");
+    Ok(Committed { index: r.log_id.index, response: Response::Done })
+}
+
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -314,10 +341,30 @@ impl Cluster {
                     }
                 }
                 LeaderOp::AddNode { id, node } => {
-                    raft.add_learner(id, node, true).await?;
-                    raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                        .await
-                        .map(|r| Committed { index: r.log_id.index, response: Response::Done })
+                    // The new node joins as a learner, catches up (by snapshot, for a
+                    // large state that takes longer than a request waits), then is
+                    // promoted to voter. Promotion runs on its own so an answer cut
+                    // short never leaves a learner behind; the answer says which
+                    // stage it reached (the member's `voter` flag).
+                    let membership = self.metrics().membership_config.clone();
+                    let index = if membership.membership().get_node(&id).is_some() {
+                        // A learner from an earlier add-node: resume its promotion.
+                        membership.log_id().map(|l| l.index).unwrap_or(0)
+                    } else {
+                        raft.add_learner(id, node, false).await?.log_id.index
+                    };
+                    let promote = tokio::spawn(promote_when_caught_up(raft.clone(), id));
+                    match tokio::time::timeout(timeout.mul_f64(0.8), promote).await {
+                        Ok(Ok(result)) => result,
+                        Ok(Err(join)) => {
+                            warn!(node = id, error = %join, "promotion task failed");
+                            Ok(Committed { index, response: Response::Done })
+                        }
+                        Err(_) => {
+                            info!(node = id, "node added as a learner; it becomes a voter once caught up");
+                            Ok(Committed { index, response: Response::Done })
+                        }
+                    }
                 }
                 LeaderOp::RemoveNode { id } => {
                     let membership = self.metrics().membership_config.membership().clone();

@@ -41,8 +41,21 @@ pub async fn add_node(cluster: &Cluster, body: AddNode) -> Result<ClusterStatus,
     if !(body.api_addr.starts_with("http://") || body.api_addr.starts_with("https://")) {
         return Err(ApiError::invalid("api_addr", format!("{:?} is not an http(s):// URL", body.api_addr)));
     }
-    if cluster.local_status().members.iter().any(|m| m.id == body.id) {
-        return Err(ApiError::new(409, "conflict", format!("node {} is already a member", body.id)).with_field("id"));
+    // A learner left by an earlier add-node (still catching up, or its
+    // promotion given up) is resumed; a voter is already in.
+    if let Some(m) = cluster.local_status().members.iter().find(|m| m.id == body.id) {
+        if m.voter {
+            return Err(
+                ApiError::new(409, "conflict", format!("node {} is already a member", body.id)).with_field("id")
+            );
+        }
+        if m.addr != body.peer_addr || m.api_addr != body.api_addr {
+            let message = format!(
+                "node {} is joining as {} ({}): remove it first to change its addresses",
+                m.id, m.addr, m.api_addr
+            );
+            return Err(ApiError::new(409, "conflict", message).with_field("id"));
+        }
     }
     cluster.add_node(body.id, PeerNode { peer_addr: body.peer_addr, api_addr: body.api_addr }).await?;
     Ok(cluster.status().await)

@@ -112,11 +112,16 @@ async fn state_hash(State(s): State<AppState>, Query(o): Query<ReadOptions>) -> 
     Ok(Json(ops::state_hash(&s.cluster, o.linearizable()?).await?))
 }
 
+/// 200 once the node is a voter; 202 while it is still catching up as a
+/// learner (it is promoted when it has).
 async fn add_node(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<AddNode>,
-) -> Result<Json<ClusterStatus>, ApiError> {
-    Ok(Json(ops::add_node(&s.cluster, body).await?))
+) -> Result<(StatusCode, Json<ClusterStatus>), ApiError> {
+    let id = body.id;
+    let status = ops::add_node(&s.cluster, body).await?;
+    let voter = status.members.iter().any(|m| m.id == id && m.voter);
+    Ok((if voter { StatusCode::OK } else { StatusCode::ACCEPTED }, Json(status)))
 }
 
 async fn remove_node(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<ClusterStatus>, ApiError> {

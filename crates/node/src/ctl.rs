@@ -257,7 +257,16 @@ pub async fn run(cli: Cli) -> Result<String, ClientError> {
         }
         Command::Cluster(ClusterCmd::AddNode { id, peer_addr, api_addr }) => {
             let status = client.add_node(&AddNode { id, peer_addr, api_addr }).await?;
-            Ok(if json { to_json(&status) } else { cluster_table(&status) })
+            if json {
+                return Ok(to_json(&status));
+            }
+            let mut out = cluster_table(&status);
+            if status.members.iter().any(|m| m.id == id && !m.voter) {
+                out.push_str(&format!(
+                    "\nnode {id} is catching up as a learner and becomes a voter once it has (see `uptimectl cluster status`)\n"
+                ));
+            }
+            Ok(out)
         }
         Command::Cluster(ClusterCmd::RemoveNode { id }) => {
             let status = client.remove_node(id).await?;

@@ -135,9 +135,14 @@ tick_ms = 500
 
     /// Adds a fresh node that waits to be added (join = true) and starts it.
     pub fn spawn_joiner(&mut self, id: u64) {
+        self.prepare_joiner(id);
+        self.spawn(id);
+    }
+
+    /// Prepares a fresh node that will wait to be added, without starting it.
+    pub fn prepare_joiner(&mut self, id: u64) {
         self.prepare(id);
         self.write_config(id, "[]", true);
-        self.spawn(id);
     }
 
     pub fn add_node_body(&self, id: u64) -> AddNode {

@@ -151,6 +151,40 @@ async fn t40_add_a_node_remove_one_and_replace_a_dead_one() {
     cluster.wait_healthy(3).await;
 }
 
+/// A node that cannot catch up within the request (here: not started yet) is
+/// left a learner with 202, is promoted by itself once it has caught up, and
+/// add-node again for it resumes rather than conflicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t42_a_node_added_before_it_can_catch_up_joins_as_a_learner_and_is_promoted_later() {
+    let mut cluster = TestCluster::start(3).await;
+    cluster.client(1).create_monitor(&monitor("before-join")).await.unwrap();
+    cluster.prepare_joiner(4);
+    let is_voter = |s: &uptime_api::dto::ClusterStatus| s.members.iter().find(|m| m.id == 4).map(|m| m.voter);
+
+    let status = cluster.client(2).add_node(&cluster.add_node_body(4)).await.unwrap();
+    assert_eq!(is_voter(&status), Some(false), "added as a learner: {status:?}");
+    let again = cluster.client(1).add_node(&cluster.add_node_body(4)).await.unwrap();
+    assert_eq!(is_voter(&again), Some(false), "add-node again resumes: {again:?}");
+    let mut other = cluster.add_node_body(4);
+    other.peer_addr = "127.0.0.1:1".into();
+    match cluster.client(1).add_node(&other).await {
+        Err(ClientError::Api { status: 409, .. }) => {}
+        other => panic!("a learner's addresses cannot change by add-node: {other:?}"),
+    }
+    // Writes still commit: a learner is not part of the quorum.
+    cluster.client(3).create_monitor(&monitor("while-learner")).await.unwrap();
+
+    cluster.spawn(4);
+    let c = cluster.client(1);
+    wait_until("node 4 promoted to voter", Duration::from_secs(30), || {
+        let c = c.clone();
+        async move { c.cluster_status().await.ok().filter(|s| is_voter(s) == Some(true)) }
+    })
+    .await;
+    cluster.wait_for_monitor(4, "while-learner").await;
+    cluster.wait_healthy(4).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t50_restarting_every_node_keeps_the_state() {
     let mut cluster = TestCluster::start(3).await;
