@@ -43,7 +43,7 @@ fn result(monitor_id: u64, step: u64, checks: u64) -> MonitorResult {
         latency.record(2_000 + (monitor_id * 7919 + step * 104_729 + k * 31) % 60_000);
     }
     // Scale the sampled histogram to the number of checks it stands for.
-    let scale = checks / checks.min(8).max(1);
+    let scale = checks / checks.clamp(1, 8);
     latency.count *= scale;
     latency.sum_us *= scale;
     for slot in &mut latency.hist {
