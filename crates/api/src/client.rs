@@ -73,6 +73,20 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<Option<T>, ClientError> {
+        let (status, bytes) = self.exchange(method, path, body).await?;
+        if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| ClientError::Decode { message: e.to_string() })
+    }
+
+    /// Sends a request; a non-2xx answer becomes [`ClientError::Api`].
+    async fn exchange<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let mut req = http::Request::builder().method(method).uri(format!("{}{}", self.base, path));
         if let Some(t) = &self.token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
@@ -113,10 +127,13 @@ impl Client {
                 },
             });
         }
-        if status == StatusCode::NO_CONTENT || bytes.is_empty() {
-            return Ok(None);
-        }
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| ClientError::Decode { message: e.to_string() })
+        Ok((status, bytes))
+    }
+
+    /// `GET /metrics`: the node's figures in Prometheus text.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let (_, bytes) = self.exchange::<()>(Method::GET, "/metrics", None).await?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| ClientError::Decode { message: e.to_string() })
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

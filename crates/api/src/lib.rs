@@ -13,6 +13,7 @@
 //! - `ops`: the admin operations, shared by REST and gRPC.
 //! - `rest`: the axum router of the API port: REST, health, and `admin_grpc`, the
 //!   admin gRPC service (`proto/uptime/v1/admin.proto`).
+//! - `metrics`: `GET /metrics` in Prometheus text, with [`LocalMetrics`] for the node's own figures.
 //! - `client`: the typed REST client.
 //!
 //! ```no_run
@@ -35,6 +36,7 @@ mod client;
 mod cluster;
 pub mod dto;
 mod error;
+mod metrics;
 mod network;
 mod ops;
 mod peer_server;
@@ -43,6 +45,7 @@ mod rest;
 pub use client::{Client, ClientError};
 pub use cluster::{Cluster, ClusterConfig};
 pub use error::ApiError;
+pub use metrics::{LocalMetrics, MetricsWriter};
 pub use network::{PeerHealth, PeerNetworkFactory, PeerTls};
 pub use peer_server::PeerService;
-pub use rest::router;
+pub use rest::{router, router_with};

@@ -17,6 +17,7 @@ use crate::dto::{
     MonitorView, NodeView, Setting, SettingValue, StateHashView,
 };
 use crate::error::ApiError;
+use crate::metrics::LocalMetrics;
 use crate::ops;
 
 #[derive(Clone)]
@@ -24,13 +25,21 @@ struct AppState {
     cluster: Cluster,
     /// The bearer token every protected route needs.
     token: Arc<str>,
+    /// The node's own figures for `/metrics`.
+    local: Option<Arc<dyn LocalMetrics>>,
 }
 
-/// The API port's router: REST, health, and the admin gRPC service (HTTP/2).
-/// `token` guards everything but health.
+/// The API port's router: REST, health, metrics and the admin gRPC service
+/// (HTTP/2). `token` guards everything but health.
 pub fn router(cluster: Cluster, token: &str) -> Router {
-    let state = AppState { cluster: cluster.clone(), token: Arc::from(token) };
+    router_with(cluster, token, None)
+}
+
+/// [`router`], with the node's own figures added to `/metrics`.
+pub fn router_with(cluster: Cluster, token: &str, local: Option<Arc<dyn LocalMetrics>>) -> Router {
+    let state = AppState { cluster: cluster.clone(), token: Arc::from(token), local };
     let protected = Router::new()
+        .route("/metrics", get(metrics))
         .route("/api/v1/cluster", get(cluster_status))
         .route("/api/v1/cluster/state-hash", get(state_hash))
         .route("/api/v1/cluster/nodes", post(add_node))
@@ -102,6 +111,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Some(_) => (StatusCode::OK, "ready\n").into_response(),
         None => ApiError::unavailable("no leader known").into_response(),
     }
+}
+
+async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let page = crate::metrics::render(&s.cluster, s.local.as_deref())?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], page).into_response())
 }
 
 async fn cluster_status(State(state): State<AppState>) -> Json<ClusterStatus> {

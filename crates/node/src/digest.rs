@@ -35,6 +35,9 @@ use crate::error::Error;
 const DIGESTS: TableDefinition<u64, &[u8]> = TableDefinition::new("digests");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_SEQ: &str = "next_seq";
+/// Totals since the outbox was created, for `/metrics`.
+const DIGESTS_SEALED: &str = "digests_sealed";
+const CHECKS_SEALED: &str = "checks_sealed";
 
 /// How the node folds and proposes its results.
 #[derive(Clone, Debug)]
@@ -94,12 +97,25 @@ impl Outbox {
             let clock_seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64 * 1000);
             seq = stored.max(clock_seed).max(1);
             meta.insert(NEXT_SEQ, seq + 1).map_err(store_err)?;
+            let checks: u64 = results.iter().map(|r| r.checks).sum();
+            for (key, add) in [(DIGESTS_SEALED, 1), (CHECKS_SEALED, checks)] {
+                let total = meta.get(key).map_err(store_err)?.map(|v| v.value()).unwrap_or(0);
+                meta.insert(key, total.saturating_add(add)).map_err(store_err)?;
+            }
             let digest = Digest { seq, coalesced: 0, results };
             let bytes = codec::encode(&digest).map_err(|e| Error::Store(e.into()))?;
             txn.open_table(DIGESTS).map_err(store_err)?.insert(seq, bytes.as_slice()).map_err(store_err)?;
         }
         txn.commit().map_err(store_err)?;
         Ok(seq)
+    }
+
+    /// (digests, checks) sealed into the outbox since it was created.
+    pub fn sealed(&self) -> Result<(u64, u64), Error> {
+        let txn = self.db.begin_read().map_err(store_err)?;
+        let meta = txn.open_table(META).map_err(store_err)?;
+        let get = |key| -> Result<u64, Error> { Ok(meta.get(key).map_err(store_err)?.map(|v| v.value()).unwrap_or(0)) };
+        Ok((get(DIGESTS_SEALED)?, get(CHECKS_SEALED)?))
     }
 
     /// The oldest `limit` unsent digests, in seq order.
@@ -283,6 +299,26 @@ pub async fn collect(
     }
 }
 
+/// Test builds only: `UPTIMETEST_LOSE_DIGEST_ANSWERS=N` drops the leader's
+/// first N answers to this node's digest proposals, as a lost reply would, so
+/// tests can drive the re-send path (invariant 2) deterministically. Release
+/// builds have no such switch.
+#[cfg(debug_assertions)]
+fn lose_answer() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LEFT: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
+    let left = LEFT.get_or_init(|| {
+        let n = std::env::var("UPTIMETEST_LOSE_DIGEST_ANSWERS").ok().and_then(|v| v.parse().ok());
+        AtomicU64::new(n.unwrap_or(0))
+    });
+    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+}
+
+#[cfg(not(debug_assertions))]
+fn lose_answer() -> bool {
+    false
+}
+
 /// Sends outbox digests to the leader until each is confirmed (invariant 2).
 pub async fn propose(
     cluster: Cluster,
@@ -310,6 +346,10 @@ pub async fn propose(
             let high = pending.last().map(|d| d.seq).unwrap_or(0);
             let full = pending.len() == config.batch;
             match cluster.write(Command::Digests { node_id, digests: pending }).await {
+                Ok(Response::Digests { .. }) if lose_answer() => {
+                    debug!(high, "failpoint: the leader's answer is dropped; the digests will be sent again");
+                    Duration::ZERO
+                }
                 Ok(Response::Digests { applied, duplicates }) => {
                     debug!(applied, duplicates, high, "digests confirmed");
                     if let Err(e) = outbox.ack(high) {
@@ -396,6 +436,30 @@ pub async fn tick(cluster: Cluster, config: DigestConfig, shutdown: Cancellation
             if let Err(e) = cluster.write(Command::Tick).await {
                 debug!(error = %e, "tick not committed");
             }
+        }
+    }
+}
+
+/// This node's side of the digest flow on `/metrics`.
+impl uptime_api::LocalMetrics for Outbox {
+    fn write(&self, out: &mut uptime_api::MetricsWriter) {
+        match (self.sealed(), self.len()) {
+            (Ok((digests, checks)), Ok(pending)) => {
+                out.counter("uptime_digests_sealed_total", "Digests this node sealed into its outbox.", &[], digests);
+                out.counter(
+                    "uptime_digest_checks_sealed_total",
+                    "Checks in the digests this node sealed.",
+                    &[],
+                    checks,
+                );
+                out.gauge(
+                    "uptime_digest_outbox_pending",
+                    "Digests waiting for the leader to apply them.",
+                    &[],
+                    pending as u64,
+                );
+            }
+            (Err(e), _) | (_, Err(e)) => warn!(error = %e, "cannot read the digest outbox for /metrics"),
         }
     }
 }

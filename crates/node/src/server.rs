@@ -116,7 +116,8 @@ impl Node {
                 .await
         });
 
-        let router = uptime_api::router(cluster.clone(), &token);
+        let local: Arc<dyn uptime_api::LocalMetrics> = Arc::new(outbox.clone());
+        let router = uptime_api::router_with(cluster.clone(), &token, Some(local));
         let api_stop = shutdown.clone();
         let api_task = tokio::spawn(async move {
             axum::serve(

@@ -35,6 +35,9 @@ const NEXT_MAINTENANCE: &str = "next_maintenance_id";
 const RETENTION_AT: &str = "retention_at_ms";
 pub(crate) const DIGESTS_COALESCED: &str = "digests_coalesced";
 pub(crate) const DIGESTS_DUPLICATE: &str = "digests_duplicate";
+/// Prefix of the per-node counters of checks received in applied digests
+/// (`checks_received/<node id>`), whether or not the monitor still took them.
+pub(crate) const CHECKS_RECEIVED: &str = "checks_received/";
 
 const SYSTEM: &str = "system";
 
@@ -313,7 +316,7 @@ impl<'t> Apply<'t> {
 
     fn digests(&mut self, node_id: u64, digests: &[Digest]) -> Result<Response> {
         let last = self.get::<u64>(DIGEST_SEQS, &id_key(node_id))?.unwrap_or(0);
-        let (mut applied, mut duplicates, mut high) = (0u64, 0u64, last);
+        let (mut applied, mut duplicates, mut high, mut checks) = (0u64, 0u64, last, 0u64);
         for d in digests {
             if d.seq <= high {
                 duplicates += 1;
@@ -321,6 +324,7 @@ impl<'t> Apply<'t> {
             }
             high = d.seq;
             applied += 1;
+            checks += d.results.iter().map(|r| r.checks).sum::<u64>();
             if d.coalesced > 0 {
                 let c = self.counter(DIGESTS_COALESCED)?;
                 self.set_counter(DIGESTS_COALESCED, c + u64::from(d.coalesced))?;
@@ -331,6 +335,11 @@ impl<'t> Apply<'t> {
         }
         if high > last {
             self.put(DIGEST_SEQS, &id_key(node_id), &high)?;
+        }
+        if applied > 0 {
+            let key = format!("{CHECKS_RECEIVED}{node_id}");
+            let c = self.counter(&key)?;
+            self.set_counter(&key, c.saturating_add(checks))?;
         }
         if duplicates > 0 {
             let c = self.counter(DIGESTS_DUPLICATE)?;

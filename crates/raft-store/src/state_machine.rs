@@ -581,6 +581,18 @@ impl StateReader {
         Ok(self.get(tables::COUNTERS, name.as_bytes())?.unwrap_or(0))
     }
 
+    /// Checks received from each node in the digests applied so far, by node id.
+    pub fn checks_received(&self) -> Result<Vec<(u64, u64)>, Error> {
+        let prefix = crate::apply::CHECKS_RECEIVED.as_bytes();
+        let mut out: Vec<(u64, u64)> = self
+            .scan::<u64>(tables::COUNTERS, prefix)?
+            .into_iter()
+            .filter_map(|(k, n)| std::str::from_utf8(&k[prefix.len()..]).ok()?.parse().ok().map(|node| (node, n)))
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
     /// The state clock: the latest leader time applied.
     pub fn clock_ms(&self) -> Result<u64, Error> {
         self.counter(crate::apply::CLOCK)

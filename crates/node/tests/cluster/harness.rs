@@ -118,6 +118,11 @@ tick_ms = 500
 
     /// Starts (or restarts) node `id` from its config and data.
     pub fn spawn(&mut self, id: u64) {
+        self.spawn_with_env(id, &[]);
+    }
+
+    /// [`Self::spawn`] with extra environment variables (failpoints).
+    pub fn spawn_with_env(&mut self, id: u64, env: &[(&str, &str)]) {
         let n = self.nodes.get_mut(&id).unwrap();
         assert!(n.child.is_none(), "node {id} is already running");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(n.dir.join("log")).unwrap();
@@ -125,6 +130,7 @@ tick_ms = 500
             .args(["run", "--config"])
             .arg(n.dir.join("config.toml"))
             .env("UPTIME_LOG", "info,openraft=warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

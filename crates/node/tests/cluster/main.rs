@@ -683,3 +683,103 @@ async fn t90_real_probes_open_and_resolve_an_incident_and_a_minority_view_opens_
     let h = c.history("web", "1h").await.unwrap();
     assert!(h.checks > 0 && h.failures > 0 && h.uptime_percent.is_some(), "{h:?}");
 }
+
+/// A value from a Prometheus text page: the series `name` (with its labels,
+/// exactly as printed, e.g. `x{node="2"}`).
+fn metric(page: &str, series: &str) -> Option<u64> {
+    page.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Each node's (sealed checks, pending digests), and the checks the state of
+/// node `via` received from each node.
+async fn digest_counts(cluster: &TestCluster, via: u64) -> Option<(Vec<(u64, u64, u64)>, Vec<u64>)> {
+    let mut local = Vec::new();
+    for id in cluster.running() {
+        let page = cluster.client(id).metrics().await.ok()?;
+        local.push((
+            id,
+            metric(&page, "uptime_digest_checks_sealed_total")?,
+            metric(&page, "uptime_digest_outbox_pending")?,
+        ));
+    }
+    let page = cluster.client(via).metrics().await.ok()?;
+    let received = cluster
+        .running()
+        .iter()
+        .map(|id| metric(&page, &format!("uptime_digest_checks_received_total{{node=\"{id}\"}}")).unwrap_or(0))
+        .collect();
+    Some((local, received))
+}
+
+/// Waits until the state has received at least `at_least` checks from `node`.
+async fn flowing(cluster: &TestCluster, node: u64, at_least: u64) {
+    wait_until(&format!("digests from node {node}"), Duration::from_secs(30), || async {
+        let (_, received) = digest_counts(cluster, 1).await?;
+        let i = cluster.running().iter().position(|id| *id == node)?;
+        (received[i] >= at_least).then_some(())
+    })
+    .await
+}
+
+/// Restart a node mid-stream, make it send digests again whose answers it
+/// lost, and kill -9 the leader mid-stream: once every
+/// outbox has drained, the checks each node sealed into digests equal the
+/// checks the replicated state received from it. A digest applied twice would
+/// make the state count more; one lost, fewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t95_no_digest_is_lost_or_applied_twice_across_a_restart_and_a_leader_crash() {
+    let mut cluster = TestCluster::start(3).await;
+    let target = Target::start().await;
+    let c = cluster.client(1);
+    for i in 0..4 {
+        let mut m = monitor(&format!("stream-{i}"));
+        m.target = target.url.clone();
+        m.interval = Some("1s".into());
+        m.timeout = Some("1s".into());
+        c.create_monitor(&m).await.unwrap();
+    }
+    flowing(&cluster, 2, 8).await;
+
+    // Node 2 restarts mid-stream (graceful), and then loses the leader's answers
+    // to its first proposals, so it sends those digests again; then the leader
+    // dies by kill -9.
+    assert_eq!(cluster.terminate(2).await.code(), Some(0));
+    cluster.spawn_with_env(2, &[("UPTIMETEST_LOSE_DIGEST_ANSWERS", "3")]);
+    let leader = cluster.leader(1, None).await;
+    flowing(&cluster, leader, 8).await;
+    cluster.kill(leader);
+    let survivor = if leader == 1 { 2 } else { 1 };
+    cluster.leader(survivor, Some(leader)).await;
+    cluster.spawn(leader);
+    cluster.wait_healthy(3).await;
+    for id in 1..=3 {
+        flowing(&cluster, id, 16).await;
+    }
+
+    // Stop probing, let every outbox drain, and compare.
+    for i in 0..4 {
+        c.pause_monitor(&format!("stream-{i}"), true).await.unwrap();
+    }
+    let (local, received) = wait_until("every outbox drained and counted", Duration::from_secs(30), || async {
+        let (local, received) = digest_counts(&cluster, 1).await?;
+        for ((id, sealed, _), got) in local.iter().zip(&received) {
+            assert!(got <= sealed, "node {id}: the state received {got} checks but only {sealed} were sealed");
+        }
+        let drained = local.iter().all(|(_, _, pending)| *pending == 0);
+        let equal = local.iter().zip(&received).all(|((_, sealed, _), got)| sealed == got);
+        (drained && equal).then_some((local, received))
+    })
+    .await;
+    assert!(received.iter().all(|n| *n >= 16), "{local:?} {received:?}");
+    let page = c.metrics().await.unwrap();
+    let dropped = metric(&page, "uptime_digests_duplicate_total").unwrap();
+    assert!(dropped >= 3, "the digests sent again were dropped as duplicates: {dropped}");
+    // Every node's state agrees.
+    for id in 2..=3 {
+        wait_until(&format!("node {id} to agree"), Duration::from_secs(10), || async {
+            let (_, theirs) = digest_counts(&cluster, id).await?;
+            (theirs == received).then_some(())
+        })
+        .await;
+    }
+}
