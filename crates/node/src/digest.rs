@@ -35,6 +35,8 @@ use crate::error::Error;
 const DIGESTS: TableDefinition<u64, &[u8]> = TableDefinition::new("digests");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_SEQ: &str = "next_seq";
+/// redb page cache of the outbox file (redb defaults to 1 GiB per file).
+const OUTBOX_CACHE: usize = 16 << 20;
 /// Totals since the outbox was created, for `/metrics`.
 const DIGESTS_SEALED: &str = "digests_sealed";
 const CHECKS_SEALED: &str = "checks_sealed";
@@ -78,7 +80,9 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn open(path: &Path) -> Result<Outbox, Error> {
-        let db = Database::create(path)
+        let db = Database::builder()
+            .set_cache_size(OUTBOX_CACHE)
+            .create(path)
             .map_err(|source| Error::Store(uptime_raft_store::Error::Open { path: path.to_owned(), source }))?;
         let txn = db.begin_write().map_err(store_err)?;
         txn.open_table(DIGESTS).map_err(store_err)?;

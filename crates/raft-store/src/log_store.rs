@@ -31,6 +31,10 @@ const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_LAST_PURGED: &str = "last_purged";
 
+/// redb page cache of the log file (redb defaults to 1 GiB per file): appends
+/// and the recent tail replicated to followers.
+const LOG_CACHE: usize = 64 << 20;
+
 /// The redb-backed Raft log. Cheap to clone: clones share the database, and serve
 /// as the log reader openraft hands to replication tasks.
 #[derive(Clone)]
@@ -41,7 +45,10 @@ pub struct LogStore {
 impl LogStore {
     pub fn open(path: &Path) -> Result<LogStore, Error> {
         refuse_empty_file(path)?;
-        let db = Database::create(path).map_err(|source| Error::Open { path: path.to_owned(), source })?;
+        let db = Database::builder()
+            .set_cache_size(LOG_CACHE)
+            .create(path)
+            .map_err(|source| Error::Open { path: path.to_owned(), source })?;
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(LOG).map_err(db_err)?;
         txn.open_table(META).map_err(db_err)?;

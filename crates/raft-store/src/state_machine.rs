@@ -45,6 +45,10 @@ const KEY_LAST_APPLIED: &str = "last_applied";
 const KEY_MEMBERSHIP: &str = "membership";
 
 const STATE_FILE: &str = "state.redb";
+/// redb page cache of the state file (redb defaults to 1 GiB per file). The
+/// live working set (monitors, verdicts, current buckets) is a small part of
+/// a large state; history and snapshot reads stream through it.
+const STATE_CACHE: usize = 256 << 20;
 /// Every this many apply batches, one is committed durably, so redb can reclaim
 /// pages freed by the non-durable ones (redb only reuses them after a durable commit).
 pub const DURABLE_EVERY: u64 = 64;
@@ -99,7 +103,10 @@ impl StateMachineStore {
         std::fs::create_dir_all(dir).map_err(|source| Error::SnapshotFile { path: dir.to_owned(), source })?;
         let path = dir.join(STATE_FILE);
         crate::log_store::refuse_empty_file(&path)?;
-        let db = Database::create(&path).map_err(|source| Error::Open { path: path.clone(), source })?;
+        let db = Database::builder()
+            .set_cache_size(STATE_CACHE)
+            .create(&path)
+            .map_err(|source| Error::Open { path: path.clone(), source })?;
         let txn = db.begin_write().map_err(db_)?;
         txn.open_table(META).map_err(db_)?;
         for t in TABLES {
