@@ -150,12 +150,15 @@ py /dev/null wait-healthy --api etcd --endpoints "$all_endpoints" --timeout 60
 echo "cluster up: $all_endpoints"
 etcdctl --endpoints "$all_endpoints" endpoint status -w table
 
-echo "put load, 1 KiB values, ${BENCH_SECONDS}s per level, clients spread over all members:"
+echo "put load, 1 KiB values, ${BENCH_SECONDS}s per level, clients spread over all members (1: on the leader, then on a follower):"
 for c in "${LEVELS[@]}"; do
+    via=spread; [[ $c == 1 ]] && via=leader
     py "$results/load_$c.json" load --api etcd --endpoints "$all_endpoints" \
         --clients "$c" --seconds "$BENCH_SECONDS" --max-ops "$BENCH_MAX_OPS" \
-        --value-size 1024
+        --value-size 1024 --via "$via"
 done
+py "$results/load_1_follower.json" load --api etcd --endpoints "$all_endpoints" \
+    --clients 1 --seconds "$BENCH_SECONDS" --max-ops "$BENCH_MAX_OPS" --value-size 1024 --via follower
 
 # Again after the load: on a VM with a throttled or shared disk, fsync cost
 # can change by an order of magnitude with recent I/O, which this exposes.

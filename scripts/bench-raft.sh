@@ -182,11 +182,14 @@ if ! py "$work/preflight.json" put --api uptime --endpoints "${urls[0]}" --value
     exit 1
 fi
 
-echo "uptime-cluster put load, 1 KiB values, ${BENCH_SECONDS}s per level, proposers spread over all nodes:"
+echo "uptime-cluster put load, 1 KiB values, ${BENCH_SECONDS}s per level, proposers spread over all nodes (1: on the leader, then on a follower):"
+# A lone proposer writes to the leader (commit latency, like for like with
+# etcd's); one more run puts it on a follower (forwarding included).
 for c in "${LEVELS[@]}"; do
+    via=spread; [[ $c == 1 ]] && via=leader
     if ! py "$results/load_$c.json" load --api uptime --endpoints "$all_endpoints" \
         --clients "$c" --seconds "$BENCH_SECONDS" --max-ops "$BENCH_MAX_OPS" \
-        --value-size 1024; then
+        --value-size 1024 --via "$via"; then
         anomaly "uptime load at $c proposers committed nothing"
     fi
     errs=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("errors", 0))' \
@@ -195,6 +198,10 @@ for c in "${LEVELS[@]}"; do
         anomaly "uptime load at $c proposers: $errs failed writes (see errors by kind above)"
     fi
 done
+
+py "$results/load_1_follower.json" load --api uptime --endpoints "$all_endpoints" \
+    --clients 1 --seconds "$BENCH_SECONDS" --max-ops "$BENCH_MAX_OPS" --value-size 1024 --via follower \
+    || anomaly "uptime load at 1 proposer via a follower committed nothing"
 
 echo "disk fsync probe again, after uptime-cluster's load:"
 py "$results/fsync_after.json" fsync --dir "$work" --count "$FSYNC_SAMPLES" --size 1024 \

@@ -386,7 +386,20 @@ def cmd_load(args):
     value = ascii_value(args.value_size)
     # Spread clients over members round-robin, as etcd's own benchmark does
     # when given several endpoints; followers forward proposals to the leader.
-    assignments = [(f"c{clients}-{i}", args.endpoints[i % len(args.endpoints)])
+    # --via leader|follower puts every client on one member of that role, so a
+    # lone proposer's latency is compared like for like across systems.
+    endpoints = args.endpoints
+    on_leader = None
+    if args.via != "spread":
+        if leader_idx is None:
+            log(f"no {api.name} leader known: cannot place clients --via {args.via}")
+            return 1
+        if args.via == "leader":
+            endpoints = [args.endpoints[leader_idx]]
+        else:
+            endpoints = [e for i, e in enumerate(args.endpoints) if i != leader_idx][:1]
+        on_leader = args.via == "leader"
+    assignments = [(f"c{clients}-{i}", endpoints[i % len(endpoints)])
                    for i in range(clients)]
     per_thread_max = max(1, args.max_ops // clients)
     # A common wall-clock start lets every thread connect first, then begin
@@ -439,6 +452,8 @@ def cmd_load(args):
         "max_ms": round(max(lat) * 1000, 3) if lat else None,
         "loadgen_cores": round(loadgen_cores, 2),
         "leader_endpoint_at_start": leader_idx,
+        "via": args.via,
+        "proposer_on_leader": on_leader,
     }
     log(f"  clients={clients:<4} {res['commits_per_s']:>9.1f} puts/s  "
         f"p50={res['p50_ms']} ms  p99={res['p99_ms']} ms  "
@@ -620,11 +635,17 @@ def cmd_report(args):
         out[f"etcd_p50_ms_{c}"] = r.get("p50_ms")
         out[f"etcd_p99_ms_{c}"] = r.get("p99_ms")
         out[f"etcd_errors_{c}"] = r.get("errors")
-        if c == 1 and r.get("leader_endpoint_at_start") is not None:
+        if c == 1 and r.get("proposer_on_leader") is not None:
+            out["etcd_proposer_1_on_leader"] = r["proposer_on_leader"]
+        elif c == 1 and r.get("leader_endpoint_at_start") is not None:
             out["etcd_proposer_1_on_leader"] = r["leader_endpoint_at_start"] == 0
         print(f"{c:>4} clients: {r.get('commits_per_s')} puts/s, "
               f"p50 {r.get('p50_ms')} ms, p99 {r.get('p99_ms')} ms, "
               f"errors {r.get('errors')}")
+
+    f = _load_json(args.dir, "load_1_follower.json") or {}
+    out["etcd_p50_ms_1_via_follower"] = f.get("p50_ms")
+    out["etcd_p99_ms_1_via_follower"] = f.get("p99_ms")
 
     failovers = _failovers(args.dir)
     p50, p99 = percentile(failovers, 50), percentile(failovers, 99)
@@ -702,10 +723,17 @@ def cmd_compare(args):
         out[f"loadgen_cores_{c}"] = r.get("loadgen_cores")
         if c == 1:
             li = r.get("leader_endpoint_at_start")
-            out["proposer_1_on_leader"] = None if li is None else li == 0
+            on = r.get("proposer_on_leader")
+            out["proposer_1_on_leader"] = on if on is not None else (None if li is None else li == 0)
             out["etcd_proposer_1_on_leader"] = etcd.get("etcd_proposer_1_on_leader")
         for k in ("commits_per_s", "p50_ms", "p99_ms", "errors"):
             out[f"etcd_{k}_{c}"] = etcd.get(f"etcd_{k}_{c}")
+
+    f = _load_json(args.dir, "load_1_follower.json") or {}
+    out["p50_ms_1_via_follower"] = f.get("p50_ms")
+    out["p99_ms_1_via_follower"] = f.get("p99_ms")
+    out["etcd_p50_ms_1_via_follower"] = etcd.get("etcd_p50_ms_1_via_follower")
+    out["etcd_p99_ms_1_via_follower"] = etcd.get("etcd_p99_ms_1_via_follower")
 
     failovers = _failovers(args.dir)
     out["failover_p50_ms"] = percentile(failovers, 50)
@@ -775,6 +803,10 @@ def cmd_compare(args):
         return "-" if on is None else ("leader" if on else "follower")
     print(f"{'  1 proposer wrote via':<26}{where(out.get('proposer_1_on_leader')):>{w}}"
           f"{where(out.get('etcd_proposer_1_on_leader')):>{w}}")
+    print(f"{'  1 via follower p50 ms':<26}{_fmt(out['p50_ms_1_via_follower']):>{w}}"
+          f"{_fmt(out['etcd_p50_ms_1_via_follower']):>{w}}")
+    print(f"{'  1 via follower p99 ms':<26}{_fmt(out['p99_ms_1_via_follower']):>{w}}"
+          f"{_fmt(out['etcd_p99_ms_1_via_follower']):>{w}}")
     print(f"{'failover p50 ms':<26}{_fmt(out['failover_p50_ms']):>{w}}"
           f"{_fmt(out['etcd_failover_p50_ms']):>{w}}{_fmt(out['ratio_failover_p50']):>{w}}")
     print(f"{'failover p99 ms':<26}{_fmt(out['failover_p99_ms']):>{w}}"
@@ -857,6 +889,8 @@ def main():
     p.add_argument("--procs", type=int, default=0,
                    help="worker processes (default: CPU count)")
     p.add_argument("--req-timeout", type=float, default=10)
+    p.add_argument("--via", choices=["spread", "leader", "follower"], default="spread",
+                   help="put clients round-robin on all members, or all on the leader or on a follower")
     p.set_defaults(func=cmd_load)
 
     p = sub.add_parser("failover", help="kill -9 a pid, time the next commit")

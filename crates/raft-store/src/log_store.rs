@@ -7,13 +7,17 @@
 //! 3. `purge` records the last purged log id in the same transaction that removes
 //!    the entries, so `get_log_state` never sees a gap it cannot explain.
 //!
-//! The committed index is written with `Durability::None`: it is a hint for
-//! re-applying after restart, and a later durable commit persists it anyway.
+//! The committed index is a hint for re-applying after a restart: `save_committed`
+//! only records it in memory, and the next append writes it in its own (durable)
+//! transaction. A write transaction of its own would wait for an append's fsync
+//! (redb has one writer per file) on openraft's core task, stalling replication
+//! for that long; a committed index on disk that lags is safe (openraft learns
+//! the rest from the leader).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, OptionalSend, RaftLogId, RaftLogReader, StorageIOError};
@@ -40,6 +44,9 @@ const LOG_CACHE: usize = 64 << 20;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    /// The latest committed log id given to `save_committed`, when newer than
+    /// the one on disk: written by the next append.
+    committed: Arc<Mutex<Option<Option<LogId>>>>,
 }
 
 impl LogStore {
@@ -53,7 +60,7 @@ impl LogStore {
         txn.open_table(LOG).map_err(db_err)?;
         txn.open_table(META).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
-        Ok(LogStore { db: Arc::new(db) })
+        Ok(LogStore { db: Arc::new(db), committed: Arc::new(Mutex::new(None)) })
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
@@ -103,6 +110,11 @@ impl LogStore {
             for entry in &entries {
                 let bytes = codec::encode(entry)?;
                 table.insert(entry.log_id.index, bytes.as_slice()).map_err(db)?;
+            }
+            let committed = *self.committed.lock().expect("committed lock poisoned");
+            if let Some(committed) = committed {
+                let bytes = codec::encode(&committed)?;
+                txn.open_table(META).map_err(db)?.insert(KEY_COMMITTED, bytes.as_slice()).map_err(db)?;
             }
         }
         txn.commit().map_err(db)?;
@@ -203,10 +215,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write_meta(KEY_COMMITTED, &committed, Durability::None).map_err(write_err)
+        *self.committed.lock().expect("committed lock poisoned") = Some(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        if let Some(pending) = *self.committed.lock().expect("committed lock poisoned") {
+            return Ok(pending);
+        }
         Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED).map_err(read_err)?.flatten())
     }
 
