@@ -34,6 +34,7 @@ def free_port():
 
 
 def api(url, token, method="GET", body=None, timeout=30):
+    """(HTTP status, decoded JSON) of one admin API call."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method,
                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})

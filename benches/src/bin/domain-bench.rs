@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
-use uptime_probe::CheckSpec;
 use uptime_raft_store::history::{Bucket, LatencyStats, Level, Retention};
 use uptime_raft_store::quorum::CheckStatus;
 use uptime_raft_store::typ::Entry;
-use uptime_raft_store::{codec, AlertPolicy, Command, Digest, MonitorDraft, MonitorResult, Request, StateMachineStore};
+use uptime_raft_store::{codec, Command, Digest, MonitorResult, Request, StateMachineStore};
 
 const NODES: u64 = 3;
 const INTERVAL_MS: u64 = 10_000;
@@ -54,24 +53,9 @@ async fn main() -> anyhow::Result<()> {
 
     // The monitors, created in batches as the API's group commit would.
     let ids: Vec<u64> = (1..=monitors).collect();
-    for chunk in ids.chunks(1000) {
-        let cmds = chunk
-            .iter()
-            .map(|i| {
-                Command::CreateMonitor(MonitorDraft {
-                    name: format!("m{i}"),
-                    check: CheckSpec::from_target("tcp", "127.0.0.1:9").expect("spec"),
-                    interval_ms: INTERVAL_MS,
-                    timeout_ms: 5_000,
-                    enabled: true,
-                    public: false,
-                    tags: vec![],
-                    policy: AlertPolicy::default(),
-                })
-            })
-            .collect();
+    for batch in uptime_benches::tcp_monitors(&ids, "m", INTERVAL_MS) {
         index += 1;
-        sm.apply(vec![entry(index, T0, Command::Batch(cmds))]).await?;
+        sm.apply(vec![entry(index, T0, batch)]).await?;
     }
 
     // Each window, every node reports the monitors whose check fell in it.

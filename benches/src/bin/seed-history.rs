@@ -22,12 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use uptime_probe::CheckSpec;
 use uptime_raft_store::history::LatencyStats;
 use uptime_raft_store::quorum::CheckStatus;
 use uptime_raft_store::{
-    AlertPolicy, Command, Digest, LogStore, MonitorDraft, MonitorResult, PeerNode, Raft, Request, StateMachineStore,
-    MAX_BATCH,
+    Command, Digest, LogStore, MonitorResult, PeerNode, Raft, Request, StateMachineStore, MAX_BATCH,
 };
 
 const HOUR_MS: u64 = 3_600_000;
@@ -105,23 +103,8 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
 
     let ids: Vec<u64> = (1..=monitors).collect();
-    for chunk in ids.chunks(MAX_BATCH) {
-        let cmds = chunk
-            .iter()
-            .map(|i| {
-                Command::CreateMonitor(MonitorDraft {
-                    name: format!("seeded-{i}"),
-                    check: CheckSpec::from_target("tcp", "127.0.0.1:9").expect("a valid target"),
-                    interval_ms: 10_000,
-                    timeout_ms: 5_000,
-                    enabled: true,
-                    public: false,
-                    tags: vec![],
-                    policy: AlertPolicy::default(),
-                })
-            })
-            .collect();
-        write(&raft, start, Command::Batch(cmds)).await?;
+    for batch in uptime_benches::tcp_monitors(&ids, "seeded-", 10_000) {
+        write(&raft, start, batch).await?;
     }
 
     // Seqs from the simulated clock (ms × 1000), as nodes seed theirs from the
