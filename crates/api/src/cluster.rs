@@ -171,21 +171,39 @@ async fn propose_batch(raft: &Raft, mut batch: Vec<Pending>) {
 const PROMOTION_DEADLINE: Duration = Duration::from_secs(3600);
 
 /// Waits until learner `id` has caught up with the leader, then makes it a voter.
+/// Ends early if this node stops leading: the answer then sends the caller to
+/// the new leader, where add-node resumes the promotion.
 async fn promote_when_caught_up(raft: Raft, id: NodeId) -> WriteResult {
     let leader_index = raft.metrics().borrow().last_log_index;
-    let caught_up = raft
+    let waited = raft
         .wait(Some(PROMOTION_DEADLINE))
         .metrics(
             |m| {
                 let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten());
-                matched.map(|l| l.index) >= leader_index
+                m.state != ServerState::Leader || matched.map(|l| l.index) >= leader_index
             },
             "learner caught up",
         )
         .await;
-    if let Err(e) = caught_up {
-        warn!(node = id, error = %e, "learner did not catch up: not promoted (run add-node again to resume)");
-        return Err(RaftError::Fatal(openraft::error::Fatal::Stopped));
+    match waited {
+        Ok(m) if m.state != ServerState::Leader => {
+            warn!(
+                node = id,
+                "leadership moved before the learner caught up; add-node again on the new leader resumes it"
+            );
+            let leader =
+                m.current_leader.and_then(|l| Some((l, m.membership_config.membership().get_node(&l)?.clone())));
+            let to = match leader {
+                Some((l, node)) => openraft::error::ForwardToLeader::new(l, node),
+                None => openraft::error::ForwardToLeader::empty(),
+            };
+            return Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to)));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            warn!(node = id, error = %e, "learner did not catch up: not promoted (run add-node again to resume)");
+            return Err(RaftError::Fatal(openraft::error::Fatal::Stopped));
+        }
     }
     let r = raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await?;
     info!(node = id, index = r.log_id.index, "learner caught up and promoted to voter");
