@@ -18,28 +18,15 @@ Bounded in time; stops everything it starts; only 127.0.0.1 is targeted.
 usage: bench_snapshot_catchup.py MONITORS DAYS
 Prints one JSON object on the last line.
 """
-import json, os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
+import json, os, re, shutil, subprocess, sys, tempfile, time, urllib.error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEV = os.path.join(ROOT, "scripts", "dev-cluster.sh")
 BIN = os.path.join(ROOT, "target", "release")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def api(url, token, method="GET", body=None, timeout=30):
-    """(HTTP status, decoded JSON) of one admin API call."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return r.status, json.load(r)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_domain_live import api, free_ports  # noqa: E402  (shared with the live benchmark)
 
 
 def peak_rss_mb(pid):
@@ -63,7 +50,7 @@ def wait(what, limit_s, f, every=0.2):
 
 def try_api(*a, **k):
     try:
-        return api(*a, **k)[1]
+        return api(*a, **k)
     except (urllib.error.URLError, OSError, ValueError):
         return None
 
@@ -95,7 +82,8 @@ def main():
         os.makedirs(node2)
         subprocess.run([os.path.join(BIN, "uptime-node"), "certs", "node", "--id", "2", "--dir",
                         os.path.join(cluster, "certs"), "--host", "127.0.0.1"], check=True, stdout=subprocess.DEVNULL)
-        peer2, api2 = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        peer_port, api_port = free_ports(2)
+        peer2, api2 = f"127.0.0.1:{peer_port}", f"127.0.0.1:{api_port}"
         url2 = f"http://{api2}"
         with open(os.path.join(node2, "config.toml"), "w") as f:
             f.write(f'''node_id = 2
@@ -117,9 +105,11 @@ key = "../certs/node2.key"
 
         target = try_api(f"{url1}/api/v1/cluster", token)["last_applied"]
         t0 = time.monotonic()
-        code, _ = api(f"{url1}/api/v1/cluster/nodes", token, "POST",
-                      {"id": 2, "peer_addr": peer2, "api_addr": url2})
+        # 200 once node 2 votes, 202 while it is still catching up as a learner.
+        added = api(f"{url1}/api/v1/cluster/nodes", token, "POST",
+                    {"id": 2, "peer_addr": peer2, "api_addr": url2}, timeout=30)
         add_s = time.monotonic() - t0
+        code = 200 if any(m["id"] == 2 and m["voter"] for m in added["members"]) else 202
         wait("node 2 to catch up", 1800,
              lambda: (try_api(f"{url2}/api/v1/cluster", token, timeout=5) or {}).get("last_applied", 0) >= target,
              every=0.1)
