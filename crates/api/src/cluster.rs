@@ -10,7 +10,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::{debug, info};
 use uptime_raft_store::typ::RaftMetrics;
 use uptime_raft_store::{codec, Command, NodeId, PeerNode, Raft, Request, Response, StateReader};
 
@@ -166,48 +166,42 @@ async fn propose_batch(raft: &Raft, mut batch: Vec<Pending>) {
     }
 }
 
-/// How long a joining node may take to catch up before its promotion is given
-/// up (the operator can run add-node again to resume it).
-const PROMOTION_DEADLINE: Duration = Duration::from_secs(3600);
-
-/// Waits until learner `id` has caught up with the leader, then makes it a voter.
-/// Ends early if this node stops leading: the answer then sends the caller to
-/// the new leader, where add-node resumes the promotion.
-async fn promote_when_caught_up(raft: Raft, id: NodeId) -> WriteResult {
-    let leader_index = raft.metrics().borrow().last_log_index;
-    let waited = raft
-        .wait(Some(PROMOTION_DEADLINE))
-        .metrics(
-            |m| {
-                let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten());
-                m.state != ServerState::Leader || matched.map(|l| l.index) >= leader_index
-            },
-            "learner caught up",
-        )
-        .await;
-    match waited {
-        Ok(m) if m.state != ServerState::Leader => {
-            warn!(
-                node = id,
-                "leadership moved before the learner caught up; add-node again on the new leader resumes it"
-            );
-            let leader =
-                m.current_leader.and_then(|l| Some((l, m.membership_config.membership().get_node(&l)?.clone())));
-            let to = match leader {
-                Some((l, node)) => openraft::error::ForwardToLeader::new(l, node),
-                None => openraft::error::ForwardToLeader::empty(),
-            };
-            return Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to)));
+/// Every learner is a node on its way to voter (add-node is the only way one
+/// is added), so the leader promotes each learner once it has caught up to the
+/// membership entry that added it. Doing it here rather than in the add-node
+/// request lets a promotion outlive the request, a leader change and a restart.
+/// Ends when Raft shuts down.
+async fn promoter(raft: Raft) {
+    let mut metrics = raft.metrics();
+    loop {
+        // Re-check on every change of the metrics, and twice a second regardless.
+        if let Ok(Err(_)) = tokio::time::timeout(Duration::from_millis(500), metrics.changed()).await {
+            return;
         }
-        Ok(_) => {}
-        Err(e) => {
-            warn!(node = id, error = %e, "learner did not catch up: not promoted (run add-node again to resume)");
-            return Err(RaftError::Fatal(openraft::error::Fatal::Stopped));
+        let ready: BTreeSet<NodeId> = {
+            let m = metrics.borrow_and_update();
+            let Some(replication) = m.replication.as_ref().filter(|_| m.state == ServerState::Leader) else {
+                continue;
+            };
+            let added_at = m.membership_config.log_id().map(|l| l.index);
+            let membership = m.membership_config.membership();
+            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+            membership
+                .nodes()
+                .map(|(id, _)| *id)
+                .filter(|id| !voters.contains(id))
+                .filter(|id| replication.get(id).cloned().flatten().map(|l| l.index) >= added_at)
+                .collect()
+        };
+        if ready.is_empty() {
+            continue;
+        }
+        match raft.change_membership(ChangeMembers::AddVoterIds(ready.clone()), false).await {
+            Ok(r) => info!(nodes = ?ready, index = r.log_id.index, "learners caught up: promoted to voters"),
+            // Another change in progress, or leadership moved: the next round retries.
+            Err(e) => debug!(nodes = ?ready, error = %e, "promotion not done yet"),
         }
     }
-    let r = raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await?;
-    info!(node = id, index = r.log_id.index, "learner caught up and promoted to voter");
-    Ok(Committed { index: r.log_id.index, response: Response::Done })
 }
 
 fn now_ms() -> u64 {
@@ -216,10 +210,12 @@ fn now_ms() -> u64 {
 
 impl Cluster {
     /// Must be called within a Tokio runtime: it starts the write batcher, which
-    /// ends when the last clone of this handle is dropped.
+    /// ends when the last clone of this handle is dropped, and the promoter of
+    /// learners, which ends with Raft.
     pub fn new(config: ClusterConfig, raft: Raft, reader: StateReader, peers: PeerNetworkFactory) -> Self {
         let (tx, rx) = mpsc::channel(BATCH_QUEUE);
         tokio::spawn(batcher(raft.clone(), rx));
+        tokio::spawn(promoter(raft.clone()));
         let written = std::sync::atomic::AtomicU64::new(0);
         Cluster { inner: Arc::new(Inner { config, raft, reader, peers, batcher: tx, written }) }
     }
@@ -360,29 +356,36 @@ impl Cluster {
                 }
                 LeaderOp::AddNode { id, node } => {
                     // The new node joins as a learner, catches up (by snapshot, for a
-                    // large state that takes longer than a request waits), then is
-                    // promoted to voter. Promotion runs on its own so an answer cut
-                    // short never leaves a learner behind; the answer says which
-                    // stage it reached (the member's `voter` flag).
+                    // large state that takes longer than a request waits), then the
+                    // leader's promoter makes it a voter. The answer says which stage
+                    // it reached (the member's `voter` flag).
                     let membership = self.metrics().membership_config.clone();
                     let index = if membership.membership().get_node(&id).is_some() {
-                        // A learner from an earlier add-node: resume its promotion.
+                        // A learner from an earlier add-node: nothing to add again.
                         membership.log_id().map(|l| l.index).unwrap_or(0)
                     } else {
                         raft.add_learner(id, node, false).await?.log_id.index
                     };
-                    let promote = tokio::spawn(promote_when_caught_up(raft.clone(), id));
-                    match tokio::time::timeout(timeout.mul_f64(0.8), promote).await {
-                        Ok(Ok(result)) => result,
-                        Ok(Err(join)) => {
-                            warn!(node = id, error = %join, "promotion task failed");
-                            Ok(Committed { index, response: Response::Done })
-                        }
-                        Err(_) => {
-                            info!(node = id, "node added as a learner; it becomes a voter once caught up");
-                            Ok(Committed { index, response: Response::Done })
-                        }
+                    // The promoter makes it a voter once it has caught up; give it a
+                    // moment. Done means the final (not joint) configuration with it
+                    // as a voter is applied, so a next membership change may start.
+                    let voter = raft
+                        .wait(Some(timeout.mul_f64(0.8)))
+                        .metrics(
+                            |m| {
+                                let config = &m.membership_config;
+                                let membership = config.membership();
+                                membership.get_joint_config().len() == 1
+                                    && membership.voter_ids().any(|v| v == id)
+                                    && m.last_applied.map(|l| l.index) >= config.log_id().map(|l| l.index)
+                            },
+                            "voter",
+                        )
+                        .await;
+                    if voter.is_err() {
+                        info!(node = id, "node added as a learner; it becomes a voter once caught up");
                     }
+                    Ok(Committed { index, response: Response::Done })
                 }
                 LeaderOp::RemoveNode { id } => {
                     let membership = self.metrics().membership_config.membership().clone();

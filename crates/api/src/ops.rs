@@ -41,8 +41,8 @@ pub async fn add_node(cluster: &Cluster, body: AddNode) -> Result<ClusterStatus,
     if !(body.api_addr.starts_with("http://") || body.api_addr.starts_with("https://")) {
         return Err(ApiError::invalid("api_addr", format!("{:?} is not an http(s):// URL", body.api_addr)));
     }
-    // A learner left by an earlier add-node (still catching up, or its
-    // promotion given up) is resumed; a voter is already in.
+    // A learner from an earlier add-node is still catching up (the leader
+    // promotes it when it has): answer with its status; a voter is already in.
     if let Some(m) = cluster.local_status().members.iter().find(|m| m.id == body.id) {
         if m.voter {
             return Err(

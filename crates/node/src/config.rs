@@ -50,6 +50,8 @@ pub struct Config {
     pub digest: DigestSettings,
     #[serde(default)]
     pub probe: ProbeSettings,
+    #[serde(default)]
+    pub storage: StorageSettings,
 }
 
 /// How this node runs checks (`[probe]`).
@@ -72,6 +74,26 @@ impl ProbeSettings {
         }
         .validate()
         .map_err(|e| Error::config(format!("probe: {e}")))
+    }
+}
+
+/// The redb files (`[storage]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Page cache of `state/state.redb`. Larger speeds up history queries and
+    /// snapshots of a large state; the live working set is small.
+    pub state_cache_mb: u64,
+    /// Page cache of `raft-log.redb`.
+    pub log_cache_mb: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            state_cache_mb: (uptime_raft_store::DEFAULT_STATE_CACHE >> 20) as u64,
+            log_cache_mb: (uptime_raft_store::DEFAULT_LOG_CACHE >> 20) as u64,
+        }
     }
 }
 
@@ -180,6 +202,7 @@ impl Config {
             raft: RaftTimings::default(),
             digest: DigestSettings::default(),
             probe: ProbeSettings::default(),
+            storage: StorageSettings::default(),
         }
     }
 
@@ -253,6 +276,10 @@ impl Config {
             ));
         }
         self.probe.to_config()?;
+        let st = &self.storage;
+        if !(1..=1 << 20).contains(&st.state_cache_mb) || !(1..=1 << 20).contains(&st.log_cache_mb) {
+            return Err(Error::config("storage: state_cache_mb and log_cache_mb from 1 to 1048576"));
+        }
         let d = &self.digest;
         if d.window_ms < 100 || d.tick_ms < 100 || d.max_backlog < 2 {
             return Err(Error::config("digest: window_ms and tick_ms at least 100, max_backlog at least 2"));
@@ -351,6 +378,7 @@ peers = [{ id = 1, peer_addr = "127.0.0.1:7080", api_addr = "http://127.0.0.1:80
             ("UPTIME_NODE_ID".to_string(), "2".to_string()),
             ("UPTIME_JOIN".to_string(), "true".to_string()),
             ("UPTIME_RAFT__HEARTBEAT_MS".to_string(), "50".to_string()),
+            ("UPTIME_STORAGE__STATE_CACHE_MB".to_string(), "512".to_string()),
             ("UPTIME_API_TOKEN".to_string(), "from env".to_string()),
             ("OTHER".to_string(), "x".to_string()),
         ];
@@ -358,6 +386,7 @@ peers = [{ id = 1, peer_addr = "127.0.0.1:7080", api_addr = "http://127.0.0.1:80
         assert_eq!(c.node_id, 2);
         assert!(c.join);
         assert_eq!(c.raft.heartbeat_ms, 50);
+        assert_eq!((c.storage.state_cache_mb, c.storage.log_cache_mb), (512, 64));
         assert_eq!(c.api_token.as_deref(), Some("from env"));
         assert_eq!(c.data_dir, dir.path().join("data"));
     }
@@ -370,6 +399,7 @@ peers = [{ id = 1, peer_addr = "127.0.0.1:7080", api_addr = "http://127.0.0.1:80
             (BASE.replace("node_id = 1", "node_id = 3"), "not in the peer list"),
             (BASE.replace("api_token = \"t0ken\"", ""), "token"),
             (format!("{BASE}\nbogus = 1"), "bogus"),
+            (format!("{BASE}\n[storage]\nstate_cache_mb = 0"), "state_cache_mb"),
             (BASE.replace("127.0.0.1:8080\"\npeer", "nope\"\npeer"), "api_listen"),
         ] {
             let path = write(dir.path(), &edit);

@@ -38,13 +38,13 @@ mod types;
 pub use command::IncidentCommand;
 pub use command::{Command, RejectCode, Rejection, Request, Response, MAX_BATCH};
 pub use error::Error;
-pub use log_store::LogStore;
+pub use log_store::{LogStore, DEFAULT_LOG_CACHE};
 pub use model::{
     AlertPolicy, Digest, Incident, IncidentState, MaintenanceWindow, Monitor, MonitorDraft, MonitorResult,
     Notification, NotificationKind, NotificationState, Observation, Schedule, Severity, TimelineEvent, Verdict,
 };
 pub use snapshot::SnapshotFile;
-pub use state_machine::{StateHash, StateMachineStore, StateReader};
+pub use state_machine::{StateHash, StateMachineStore, StateReader, DEFAULT_STATE_CACHE};
 pub use types::{NodeId, PeerNode, Raft, TypeConfig};
 
 /// Aliases of the openraft types bound to [`TypeConfig`], so callers do not repeat

@@ -35,9 +35,9 @@ const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_LAST_PURGED: &str = "last_purged";
 
-/// redb page cache of the log file (redb defaults to 1 GiB per file): appends
-/// and the recent tail replicated to followers.
-const LOG_CACHE: usize = 64 << 20;
+/// Default redb page cache of the log file (redb's own default is 1 GiB per
+/// file): appends and the recent tail replicated to followers.
+pub const DEFAULT_LOG_CACHE: usize = 64 << 20;
 
 /// The redb-backed Raft log. Cheap to clone: clones share the database, and serve
 /// as the log reader openraft hands to replication tasks.
@@ -51,9 +51,14 @@ pub struct LogStore {
 
 impl LogStore {
     pub fn open(path: &Path) -> Result<LogStore, Error> {
+        LogStore::open_with_cache(path, DEFAULT_LOG_CACHE)
+    }
+
+    /// [`LogStore::open`] with a redb page cache of `cache_bytes`.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<LogStore, Error> {
         refuse_empty_file(path)?;
         let db = Database::builder()
-            .set_cache_size(LOG_CACHE)
+            .set_cache_size(cache_bytes)
             .create(path)
             .map_err(|source| Error::Open { path: path.to_owned(), source })?;
         let txn = db.begin_write().map_err(db_err)?;

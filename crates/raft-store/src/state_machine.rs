@@ -45,10 +45,10 @@ const KEY_LAST_APPLIED: &str = "last_applied";
 const KEY_MEMBERSHIP: &str = "membership";
 
 const STATE_FILE: &str = "state.redb";
-/// redb page cache of the state file (redb defaults to 1 GiB per file). The
-/// live working set (monitors, verdicts, current buckets) is a small part of
-/// a large state; history and snapshot reads stream through it.
-const STATE_CACHE: usize = 256 << 20;
+/// Default redb page cache of the state file (redb's own default is 1 GiB per
+/// file). The live working set (monitors, verdicts, current buckets) is a small
+/// part of a large state; history and snapshot reads stream through it.
+pub const DEFAULT_STATE_CACHE: usize = 256 << 20;
 /// Every this many apply batches, one is committed durably, so redb can reclaim
 /// pages freed by the non-durable ones (redb only reuses them after a durable commit).
 pub const DURABLE_EVERY: u64 = 64;
@@ -100,11 +100,16 @@ impl StateMachineStore {
     /// Opens (or creates) the state machine in `dir`: `state.redb` and the latest
     /// snapshot, `snapshot.data`.
     pub fn open(dir: &Path) -> Result<StateMachineStore, Error> {
+        StateMachineStore::open_with_cache(dir, DEFAULT_STATE_CACHE)
+    }
+
+    /// [`StateMachineStore::open`] with a redb page cache of `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<StateMachineStore, Error> {
         std::fs::create_dir_all(dir).map_err(|source| Error::SnapshotFile { path: dir.to_owned(), source })?;
         let path = dir.join(STATE_FILE);
         crate::log_store::refuse_empty_file(&path)?;
         let db = Database::builder()
-            .set_cache_size(STATE_CACHE)
+            .set_cache_size(cache_bytes)
             .create(&path)
             .map_err(|source| Error::Open { path: path.clone(), source })?;
         let txn = db.begin_write().map_err(db_)?;

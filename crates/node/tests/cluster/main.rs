@@ -693,6 +693,15 @@ fn metric(page: &str, series: &str) -> Option<u64> {
 /// Each node's (sealed checks, pending digests), and the checks the state of
 /// node `via` received from each node.
 async fn digest_counts(cluster: &TestCluster, via: u64) -> Option<(Vec<(u64, u64, u64)>, Vec<u64>)> {
+    // The state first, the outboxes after: a digest sealed and applied between
+    // the two reads then counts on the sealed side only, so received <= sealed
+    // holds unless something was applied twice.
+    let page = cluster.client(via).metrics().await.ok()?;
+    let received = cluster
+        .running()
+        .iter()
+        .map(|id| metric(&page, &format!("uptime_digest_checks_received_total{{node=\"{id}\"}}")).unwrap_or(0))
+        .collect();
     let mut local = Vec::new();
     for id in cluster.running() {
         let page = cluster.client(id).metrics().await.ok()?;
@@ -702,12 +711,6 @@ async fn digest_counts(cluster: &TestCluster, via: u64) -> Option<(Vec<(u64, u64
             metric(&page, "uptime_digest_outbox_pending")?,
         ));
     }
-    let page = cluster.client(via).metrics().await.ok()?;
-    let received = cluster
-        .running()
-        .iter()
-        .map(|id| metric(&page, &format!("uptime_digest_checks_received_total{{node=\"{id}\"}}")).unwrap_or(0))
-        .collect();
     Some((local, received))
 }
 
@@ -745,6 +748,11 @@ async fn t95_no_digest_is_lost_or_applied_twice_across_a_restart_and_a_leader_cr
     // dies by kill -9.
     assert_eq!(cluster.terminate(2).await.code(), Some(0));
     cluster.spawn_with_env(2, &[("UPTIMETEST_LOSE_DIGEST_ANSWERS", "3")]);
+    wait_until("the digests whose answers node 2 lost to come back as duplicates", Duration::from_secs(30), || async {
+        let page = c.metrics().await.ok()?;
+        (metric(&page, "uptime_digests_duplicate_total")? >= 3).then_some(())
+    })
+    .await;
     let leader = cluster.leader(1, None).await;
     flowing(&cluster, leader, 8).await;
     cluster.kill(leader);
