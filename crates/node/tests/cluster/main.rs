@@ -152,8 +152,9 @@ async fn t40_add_a_node_remove_one_and_replace_a_dead_one() {
 }
 
 /// A node that cannot catch up within the request (here: not started yet) is
-/// left a learner with 202, is promoted by itself once it has caught up, and
-/// add-node again for it resumes rather than conflicts.
+/// left a learner with 202, is promoted once it has caught up, by whichever
+/// node then leads (here not the one that added it), and add-node again for it
+/// reports rather than conflicts; its addresses cannot change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t42_a_node_added_before_it_can_catch_up_joins_as_a_learner_and_is_promoted_later() {
     let mut cluster = TestCluster::start(3).await;
@@ -164,7 +165,7 @@ async fn t42_a_node_added_before_it_can_catch_up_joins_as_a_learner_and_is_promo
     let status = cluster.client(2).add_node(&cluster.add_node_body(4)).await.unwrap();
     assert_eq!(is_voter(&status), Some(false), "added as a learner: {status:?}");
     let again = cluster.client(1).add_node(&cluster.add_node_body(4)).await.unwrap();
-    assert_eq!(is_voter(&again), Some(false), "add-node again resumes: {again:?}");
+    assert_eq!(is_voter(&again), Some(false), "add-node again reports the learner: {again:?}");
     let mut other = cluster.add_node_body(4);
     other.peer_addr = "127.0.0.1:1".into();
     match cluster.client(1).add_node(&other).await {
@@ -174,8 +175,15 @@ async fn t42_a_node_added_before_it_can_catch_up_joins_as_a_learner_and_is_promo
     // Writes still commit: a learner is not part of the quorum.
     cluster.client(3).create_monitor(&monitor("while-learner")).await.unwrap();
 
+    // The leader that added it goes away; the next one promotes it.
+    let first = cluster.leader(1, None).await;
+    assert_eq!(cluster.terminate(first).await.code(), Some(0));
+    let survivor = if first == 1 { 2 } else { 1 };
+    cluster.leader(survivor, Some(first)).await;
+    cluster.spawn(first);
+
     cluster.spawn(4);
-    let c = cluster.client(1);
+    let c = cluster.client(survivor);
     wait_until("node 4 promoted to voter", Duration::from_secs(30), || {
         let c = c.clone();
         async move { c.cluster_status().await.ok().filter(|s| is_voter(s) == Some(true)) }
