@@ -96,9 +96,9 @@ pub fn render(cluster: &Cluster, local: Option<&dyn LocalMetrics>) -> Result<Str
         let help = "Checks received from each node in applied digests.";
         w.counter("uptime_digest_checks_received_total", help, &[("node", &node)], checks);
     }
-    let dup = reader.counter("digests_duplicate")?;
+    let dup = reader.digests_duplicate()?;
     w.counter("uptime_digests_duplicate_total", "Digests dropped by apply as already applied.", &[], dup);
-    let coalesced = reader.counter("digests_coalesced")?;
+    let coalesced = reader.digests_coalesced()?;
     w.counter("uptime_digests_coalesced_total", "Digest windows folded together because of a backlog.", &[], coalesced);
     if let Some(local) = local {
         local.write(&mut w);

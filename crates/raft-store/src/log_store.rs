@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, OptionalSend, RaftLogId, RaftLogReader, StorageIOError};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::codec;
 use crate::error::{db, Error};
@@ -78,10 +78,10 @@ impl LogStore {
         })
     }
 
-    fn write_meta<T: serde::Serialize>(&self, key: &str, value: &T, durability: Durability) -> Result<(), Error> {
+    /// Writes one meta value durably (redb's default durability fsyncs).
+    fn write_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), Error> {
         let bytes = codec::encode(value)?;
-        let mut txn = self.db.begin_write().map_err(db)?;
-        txn.set_durability(durability).map_err(|e| db(redb::Error::from(e)))?;
+        let txn = self.db.begin_write().map_err(db)?;
         txn.open_table(META).map_err(db)?.insert(key, bytes.as_slice()).map_err(db)?;
         txn.commit().map_err(db)?;
         Ok(())
@@ -210,7 +210,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let vote = *vote;
-        self.blocking(move |s| s.write_meta(KEY_VOTE, &vote, Durability::Immediate))
+        self.blocking(move |s| s.write_meta(KEY_VOTE, &vote))
             .await
             .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }

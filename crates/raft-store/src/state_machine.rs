@@ -605,6 +605,16 @@ impl StateReader {
         Ok(out)
     }
 
+    /// Digests apply dropped because it had applied their seq already.
+    pub fn digests_duplicate(&self) -> Result<u64, Error> {
+        self.counter(crate::apply::DIGESTS_DUPLICATE)
+    }
+
+    /// Digest windows nodes folded together because of a backlog.
+    pub fn digests_coalesced(&self) -> Result<u64, Error> {
+        self.counter(crate::apply::DIGESTS_COALESCED)
+    }
+
     /// The state clock: the latest leader time applied.
     pub fn clock_ms(&self) -> Result<u64, Error> {
         self.counter(crate::apply::CLOCK)
