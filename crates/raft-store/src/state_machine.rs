@@ -7,9 +7,11 @@
 //! 2. A batch of entries is applied in one write transaction together with
 //!    `last_applied`, so the state always sits at a batch boundary that agrees
 //!    with `last_applied`.
-//! 3. Apply commits are not fsynced one by one (`Durability::None`; every
-//!    [`DURABLE_EVERY`]th batch is): the Raft log is the durable record, and after a
-//!    crash openraft re-applies from the durable `last_applied` on. What makes that
+//! 3. Apply commits are never fsynced (`Durability::None`): the Raft log is the
+//!    durable record, and after a crash openraft re-applies from the durable
+//!    `last_applied` on. A checkpoint thread makes what is applied durable with an
+//!    empty durable commit every [`CHECKPOINT_INTERVAL`], off the commit path: a
+//!    write's answer never waits for the state file's fsync. What makes that
 //!    safe is invariant 4 and the restore in [`StateMachineStore::open`]: the log
 //!    is purged only behind a snapshot, and a snapshot file is always durable, so
 //!    if the state fell back behind the snapshot, open installs the snapshot first.
@@ -18,8 +20,10 @@
 //!    Its file is written and fsynced before openraft may purge the log behind it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, StorageIOError};
@@ -49,9 +53,12 @@ const STATE_FILE: &str = "state.redb";
 /// file). The live working set (monitors, verdicts, current buckets) is a small
 /// part of a large state; history and snapshot reads stream through it.
 pub const DEFAULT_STATE_CACHE: usize = 256 << 20;
-/// Every this many apply batches, one is committed durably, so redb can reclaim
-/// pages freed by the non-durable ones (redb only reuses them after a durable commit).
-pub const DURABLE_EVERY: u64 = 64;
+/// How often the checkpoint thread commits durably, if anything was applied:
+/// this bounds the re-apply after a crash and lets redb reclaim the pages freed
+/// by the non-durable commits (it only reuses them after a durable one). Time,
+/// not a count of batches: a busy cluster applies hundreds of small batches a
+/// second, an idle one a large digest batch every two.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// The latest snapshot (see [`crate::snapshot`] for the layout).
 const SNAPSHOT_FILE: &str = "snapshot.data";
 /// Prefixes of snapshot files being built or received; left-overs of a crash are
@@ -66,9 +73,21 @@ const INSTALL_TXN_BYTES: usize = 64 << 20;
 /// the inner database serve reads through [`StateReader`].
 pub struct StateMachineStore {
     db: Arc<Database>,
-    /// Apply batches since the last durable commit (invariant 3).
-    since_durable: u64,
+    checkpoints: Checkpoints,
     snapshots: Arc<Snapshots>,
+}
+
+/// The checkpoint thread (invariant 3): every interval ([`CHECKPOINT_INTERVAL`]) in which
+/// something was applied it commits an empty write transaction durably, which
+/// persists every non-durable commit before it. Dropping this makes a last
+/// checkpoint and joins the thread, so the file is closed (and may be reopened)
+/// once the store is dropped.
+struct Checkpoints {
+    /// Set by apply, cleared by the checkpoint that covers it.
+    dirty: Arc<AtomicBool>,
+    /// Dropped to stop the thread.
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// The snapshot directory: the latest snapshot's meta, guarded together with the
@@ -105,6 +124,15 @@ impl StateMachineStore {
 
     /// [`StateMachineStore::open`] with a redb page cache of `cache_bytes`.
     pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<StateMachineStore, Error> {
+        StateMachineStore::open_with(dir, cache_bytes, CHECKPOINT_INTERVAL)
+    }
+
+    /// [`StateMachineStore::open_with_cache`] with checkpoints every `checkpoint_interval`.
+    pub fn open_with(
+        dir: &Path,
+        cache_bytes: usize,
+        checkpoint_interval: Duration,
+    ) -> Result<StateMachineStore, Error> {
         std::fs::create_dir_all(dir).map_err(|source| Error::SnapshotFile { path: dir.to_owned(), source })?;
         let path = dir.join(STATE_FILE);
         crate::log_store::refuse_empty_file(&path)?;
@@ -120,7 +148,9 @@ impl StateMachineStore {
         txn.commit().map_err(db_)?;
 
         let snapshots = Snapshots::open(dir)?;
-        let store = StateMachineStore { db: Arc::new(db), since_durable: 0, snapshots: Arc::new(snapshots) };
+        let db = Arc::new(db);
+        let checkpoints = Checkpoints::start(db.clone(), checkpoint_interval)?;
+        let store = StateMachineStore { db, checkpoints, snapshots: Arc::new(snapshots) };
         store.restore_behind_snapshot()?;
         Ok(store)
     }
@@ -146,11 +176,9 @@ impl StateMachineStore {
         StateReader { db: self.db.clone() }
     }
 
-    fn apply_blocking(db: &Database, entries: Vec<Entry>, durable: bool) -> Result<Vec<Response>, Error> {
+    fn apply_blocking(db: &Database, entries: Vec<Entry>) -> Result<Vec<Response>, Error> {
         let mut txn = db.begin_write().map_err(db_)?;
-        if !durable {
-            txn.set_durability(Durability::None).map_err(|e| db_(redb::Error::from(e)))?;
-        }
+        txn.set_durability(Durability::None).map_err(|e| db_(redb::Error::from(e)))?;
         let mut responses = Vec::with_capacity(entries.len());
         {
             let mut apply = Apply::new(&txn)?;
@@ -181,6 +209,48 @@ impl StateMachineStore {
         }
         txn.commit().map_err(db_)?;
         Ok(responses)
+    }
+}
+
+// === impl Checkpoints ===
+
+impl Checkpoints {
+    fn start(db: Arc<Database>, interval: Duration) -> Result<Checkpoints, Error> {
+        let dirty = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let flag = dirty.clone();
+        let thread = std::thread::Builder::new()
+            .name("state-checkpoint".into())
+            .spawn(move || loop {
+                let stopping = !matches!(stopped.recv_timeout(interval), Err(RecvTimeoutError::Timeout));
+                if flag.swap(false, Ordering::AcqRel) {
+                    checkpoint(&db);
+                }
+                if stopping {
+                    return;
+                }
+            })
+            .map_err(|e| Error::Task { message: format!("cannot start the checkpoint thread: {e}") })?;
+        Ok(Checkpoints { dirty, stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+/// An empty durable commit: redb persists the non-durable commits before it.
+/// A failure is logged, not fatal: the log still holds everything applied, and
+/// the next checkpoint tries again.
+fn checkpoint(db: &Database) {
+    let result = db.begin_write().map_err(redb::Error::from).and_then(|txn| txn.commit().map_err(redb::Error::from));
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "state checkpoint failed; the Raft log still holds what it would have made durable");
+    }
+}
+
+impl Drop for Checkpoints {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -427,12 +497,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let db = self.db.clone();
-        self.since_durable += 1;
-        let durable = self.since_durable >= DURABLE_EVERY;
-        if durable {
-            self.since_durable = 0;
-        }
-        blocking(move || StateMachineStore::apply_blocking(&db, entries, durable)).await.map_err(sm_write_err)
+        let responses =
+            blocking(move || StateMachineStore::apply_blocking(&db, entries)).await.map_err(sm_write_err)?;
+        // After the commit, so the checkpoint that clears the flag covers this batch.
+        self.checkpoints.dirty.store(true, Ordering::Release);
+        Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
@@ -682,6 +751,40 @@ mod tests {
         }
         let reopened = StateMachineStore::open(b.path()).unwrap();
         assert_eq!(reopened.reader().state_hash().unwrap(), expected);
+    }
+
+    /// What a crash now would leave: a copy of the state file as it is on disk
+    /// (non-durable commits live only in redb's memory until a durable one),
+    /// opened as a store.
+    async fn applied_after_a_crash(dir: &Path) -> Option<u64> {
+        let image = tempfile::tempdir().unwrap();
+        std::fs::copy(dir.join(STATE_FILE), image.path().join(STATE_FILE)).unwrap();
+        let mut sm = StateMachineStore::open(image.path()).unwrap();
+        sm.applied_state().await.unwrap().0.map(|l| l.index)
+    }
+
+    /// Apply never waits for an fsync: a write is durable only once a checkpoint
+    /// (or a clean close) has covered it.
+    #[tokio::test]
+    async fn applied_entries_become_durable_at_a_checkpoint_not_at_apply() {
+        let a = tempfile::tempdir().unwrap();
+        let mut sm = StateMachineStore::open_with(a.path(), DEFAULT_STATE_CACHE, Duration::from_secs(3600)).unwrap();
+        sm.apply((1..=20).map(entry).collect::<Vec<_>>()).await.unwrap();
+        assert_eq!(sm.reader().setting("k20").unwrap().as_deref(), Some("v".repeat(200).as_str()));
+        assert_eq!(applied_after_a_crash(a.path()).await, None, "apply committed without fsync");
+        drop(sm);
+        assert_eq!(applied_after_a_crash(a.path()).await, Some(20), "closing the store checkpoints");
+
+        let b = tempfile::tempdir().unwrap();
+        let mut sm = StateMachineStore::open_with(b.path(), DEFAULT_STATE_CACHE, Duration::from_millis(20)).unwrap();
+        sm.apply((1..=20).map(entry).collect::<Vec<_>>()).await.unwrap();
+        // With no further write and the store still open, the checkpoint thread
+        // alone makes the batch durable.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while applied_after_a_crash(b.path()).await != Some(20) {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint covered the batch within 20 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// A snapshot's last 32 bytes are the state hash of the state it holds.
