@@ -136,10 +136,14 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
 async fn propose_batch(raft: &Raft, mut batch: Vec<Pending>) {
     if batch.len() == 1 {
         let p = batch.pop().expect("one pending write");
+        let started = std::time::Instant::now();
         let result = raft
             .client_write(Request { at_ms: now_ms(), command: p.command })
             .await
             .map(|r| Committed { index: r.log_id.index, response: r.data });
+        if let Ok(c) = &result {
+            uptime_raft_store::commit_path!("client_write_done", c.index, us = started.elapsed().as_micros() as u64);
+        }
         let _ = p.reply.send(result);
         return;
     }
@@ -259,6 +263,7 @@ impl Cluster {
     }
 
     async fn leader_op(&self, op: LeaderOp) -> Result<Response, ApiError> {
+        let started = std::time::Instant::now();
         let deadline = tokio::time::Instant::now() + self.inner.config.write_timeout;
         loop {
             let leader = self.wait_for_leader(deadline).await?;
@@ -272,6 +277,7 @@ impl Cluster {
                     // Reads on this node will wait for this entry (read your writes),
                     // without making the write's answer wait for it.
                     self.inner.written.fetch_max(index, std::sync::atomic::Ordering::Relaxed);
+                    uptime_raft_store::commit_path!("leader_op_done", index, us = started.elapsed().as_micros() as u64);
                     return Ok(response);
                 }
                 // Leadership moved (or the leader we knew is gone) before anything was

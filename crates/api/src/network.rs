@@ -179,7 +179,15 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
-        self.call(Method::Append, &rpc, &option).await
+        let last = rpc.entries.last().map(|e| e.log_id.index);
+        if let Some(last) = last {
+            uptime_raft_store::commit_path!("replicate_send", last, to = self.target);
+        }
+        let result = self.call(Method::Append, &rpc, &option).await;
+        if let Some(last) = last {
+            uptime_raft_store::commit_path!("replicate_ack", last, to = self.target);
+        }
+        result
     }
 
     async fn install_snapshot(

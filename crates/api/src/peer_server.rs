@@ -1,9 +1,10 @@
 //! The `Peer` gRPC service: Raft RPCs in, forwarded leader operations, read index
 //! and the leader's status.
 
+use openraft::raft::AppendEntriesRequest;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
-use uptime_raft_store::codec;
+use uptime_raft_store::{codec, TypeConfig};
 
 use crate::cluster::{Cluster, LeaderOp};
 use crate::pb::peer_server::{Peer, PeerServer};
@@ -37,8 +38,16 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode(req)?;
-        reply(&self.cluster.raft().append_entries(rpc).await)
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(req)?;
+        let last = rpc.entries.last().map(|e| e.log_id.index);
+        if let Some(last) = last {
+            uptime_raft_store::commit_path!("append_rpc", last);
+        }
+        let result = reply(&self.cluster.raft().append_entries(rpc).await);
+        if let Some(last) = last {
+            uptime_raft_store::commit_path!("append_rpc_done", last);
+        }
+        result
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {

@@ -70,3 +70,32 @@ pub mod typ {
     pub type InstallSnapshotResponse = openraft::raft::InstallSnapshotResponse<NodeId>;
     pub type InstallSnapshotError = openraft::error::InstallSnapshotError;
 }
+
+/// Runs blocking storage work (a redb transaction, often with an fsync) on
+/// tokio's blocking pool, so it never stalls the tasks that serve the network.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(join) => Err(Error::Task { message: join.to_string() }),
+    }
+}
+
+/// The tracing target of the commit-path stage events: one TRACE event per
+/// stage a write passes on each node (propose, log append, replication send and
+/// ack, the follower's RPC, apply), each with the log index it concerns.
+/// `scripts/bench-commit-path.sh` turns on `UPTIME_LOG=...,commit_path=trace`
+/// and reads the timestamps back into a per-stage latency table. Off (and
+/// nearly free) unless that target is enabled.
+pub const COMMIT_PATH: &str = "commit_path";
+
+/// Emits one commit-path stage event (see [`COMMIT_PATH`]).
+#[macro_export]
+macro_rules! commit_path {
+    ($stage:literal, $index:expr $(, $field:ident = $value:expr)*) => {
+        ::tracing::trace!(target: "commit_path", index = $index $(, $field = $value)*, $stage)
+    };
+}

@@ -108,7 +108,10 @@ impl LogStore {
         })
     }
 
-    fn append_blocking(&self, entries: Vec<Entry>) -> Result<(), Error> {
+    /// Appends `entries` in one write transaction and returns once it is durable
+    /// (invariant 1): what openraft's `append` runs off the async threads. Public
+    /// for `log-append-probe`, which times it against a raw fsync.
+    pub fn append_durably(&self, entries: Vec<Entry>) -> Result<(), Error> {
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut table = txn.open_table(LOG).map_err(db)?;
@@ -142,18 +145,15 @@ impl LogStore {
         Ok(())
     }
 
-    /// Runs blocking redb work off the async workers: an fsync must not stall the
-    /// tasks that serve the network.
+    /// Runs blocking redb work without stalling the tasks that serve the network
+    /// (see [`crate::blocking`]).
     async fn blocking<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(LogStore) -> Result<T, Error> + Send + 'static,
     {
         let this = self.clone();
-        match tokio::task::spawn_blocking(move || f(this)).await {
-            Ok(result) => result,
-            Err(join) => Err(Error::Task { message: join.to_string() }),
-        }
+        crate::blocking(move || f(this)).await
     }
 }
 
@@ -237,7 +237,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let result = self.blocking(move |s| s.append_blocking(entries)).await;
+        let last = entries.last().map(|e| e.log_id.index).unwrap_or(0);
+        crate::commit_path!("log_append", last);
+        let result = self
+            .blocking(move |s| {
+                crate::commit_path!("log_append_running", last);
+                let result = s.append_durably(entries);
+                crate::commit_path!("log_append_durable", last);
+                result
+            })
+            .await;
+        crate::commit_path!("log_append_done", last);
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));

@@ -40,7 +40,7 @@ use crate::quorum::MonitorState;
 use crate::snapshot::{self, Reader, Record, SnapshotFile};
 use crate::tables::{self, id_key, read_u64, Table, TABLES};
 use crate::typ::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership};
-use crate::TypeConfig;
+use crate::{blocking, TypeConfig};
 
 /// Raft bookkeeping: not domain state, not hashed.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
@@ -472,14 +472,6 @@ fn snapshot_err(meta: Option<&SnapshotMeta>, e: Error) -> StorageError {
     StorageIOError::write_snapshot(meta.map(|m| m.signature()), AnyError::new(&e)).into()
 }
 
-/// Runs blocking storage work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result,
-        Err(join) => Err(Error::Task { message: join.to_string() }),
-    }
-}
-
 // === impl RaftStateMachine ===
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
@@ -496,11 +488,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let last = entries.last().map(|e| e.log_id.index).unwrap_or(0);
+        crate::commit_path!("apply", last);
         let db = self.db.clone();
         let responses =
             blocking(move || StateMachineStore::apply_blocking(&db, entries)).await.map_err(sm_write_err)?;
         // After the commit, so the checkpoint that clears the flag covers this batch.
         self.checkpoints.dirty.store(true, Ordering::Release);
+        crate::commit_path!("apply_done", last);
         Ok(responses)
     }
 
