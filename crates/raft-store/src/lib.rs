@@ -96,6 +96,6 @@ pub const COMMIT_PATH: &str = "commit_path";
 #[macro_export]
 macro_rules! commit_path {
     ($stage:literal, $index:expr $(, $field:ident = $value:expr)*) => {
-        ::tracing::trace!(target: "commit_path", index = $index $(, $field = $value)*, $stage)
+        ::tracing::trace!(target: $crate::COMMIT_PATH, index = $index $(, $field = $value)*, $stage)
     };
 }
