@@ -103,7 +103,7 @@ def chains(events):
         ]
         if any(p is None for p in points):
             continue
-        yield [b - a for a, b in zip(points, points[1:])], t_end - (t_end - us)
+        yield [b - a for a, b in zip(points, points[1:])], us
 
 
 def main():
