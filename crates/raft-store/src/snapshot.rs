@@ -45,11 +45,26 @@ const BUFFER: usize = 1 << 20;
 pub struct SnapshotFile {
     file: tokio::fs::File,
     path: PathBuf,
+    /// A file being received is removed when openraft drops it without
+    /// installing it (an abandoned or superseded transfer), so transfers cut
+    /// short by leader changes cannot fill the disk.
+    temporary: bool,
 }
 
 impl SnapshotFile {
     pub(crate) fn new(file: File, path: PathBuf) -> SnapshotFile {
-        SnapshotFile { file: tokio::fs::File::from_std(file), path }
+        SnapshotFile { file: tokio::fs::File::from_std(file), path, temporary: false }
+    }
+
+    /// A file being received: removed on drop unless [`SnapshotFile::keep`] is called.
+    pub(crate) fn temporary(file: File, path: PathBuf) -> SnapshotFile {
+        SnapshotFile { file: tokio::fs::File::from_std(file), path, temporary: true }
+    }
+
+    /// Closes the file and hands its path over to the caller, who now owns it.
+    pub(crate) fn keep(mut self) -> PathBuf {
+        self.temporary = false;
+        std::mem::take(&mut self.path)
     }
 
     pub fn path(&self) -> &Path {
@@ -61,6 +76,18 @@ impl SnapshotFile {
         use tokio::io::AsyncWriteExt;
         self.file.flush().await?;
         self.file.sync_all().await
+    }
+}
+
+impl Drop for SnapshotFile {
+    fn drop(&mut self) {
+        if self.temporary {
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %self.path.display(), error = %e, "cannot remove an abandoned snapshot transfer");
+                }
+            }
+        }
     }
 }
 

@@ -65,6 +65,8 @@ const SNAPSHOT_FILE: &str = "snapshot.data";
 /// removed at open.
 const BUILDING: &str = "snapshot.build-";
 const RECEIVING: &str = "snapshot.recv-";
+/// Where a damaged latest snapshot found at open is moved.
+const DAMAGED: &str = "snapshot.damaged";
 /// Installing a snapshot commits every this many bytes of rows, so a large one
 /// never sits in one write transaction.
 const INSTALL_TXN_BYTES: usize = 64 << 20;
@@ -166,6 +168,12 @@ impl StateMachineStore {
             applied_state(&txn)?.0
         };
         if meta.last_log_id > applied {
+            // Verified whole before the first destructive step: a damaged file
+            // must not clear tables that a replay of the log could still use.
+            if let Err(e) = Reader::verify(&self.snapshots.path()) {
+                self.snapshots.set_aside(&e);
+                return Ok(());
+            }
             tracing::info!(?applied, snapshot = ?meta.last_log_id, "state behind the snapshot after a crash: restoring it");
             load_snapshot(&self.db, &self.snapshots.path(), INSTALL_TXN_BYTES)?;
         }
@@ -268,12 +276,31 @@ impl Snapshots {
             }
         }
         let path = dir.join(SNAPSHOT_FILE);
-        let current = match std::fs::metadata(&path) {
-            Ok(_) => Some(Reader::meta(&path)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        let snapshots = Snapshots { dir: dir.to_owned(), current: Mutex::new(None), seq: AtomicU64::new(0) };
+        match std::fs::metadata(&path) {
+            Ok(_) => match Reader::meta(&path) {
+                Ok(meta) => *snapshots.current.lock().expect("snapshot lock poisoned") = Some(meta),
+                Err(e @ Error::Corrupt { .. }) => snapshots.set_aside(&e),
+                Err(e) => return Err(e),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(Error::SnapshotFile { path, source }),
-        };
-        Ok(Snapshots { dir: dir.to_owned(), current: Mutex::new(current), seq: AtomicU64::new(0) })
+        }
+        Ok(snapshots)
+    }
+
+    /// Moves a damaged `snapshot.data` out of the way (kept for a post-mortem as
+    /// `snapshot.damaged`) and forgets it: the state and the log stay as they are,
+    /// openraft replays the log onto the state, and a new snapshot is built or
+    /// received in its place.
+    fn set_aside(&self, damage: &Error) {
+        let from = self.path();
+        let to = self.dir.join(DAMAGED);
+        tracing::error!(error = %damage, moved_to = %to.display(), "the latest snapshot is damaged; setting it aside and keeping the state");
+        if let Err(e) = std::fs::rename(&from, &to) {
+            tracing::error!(error = %e, "cannot move the damaged snapshot aside");
+        }
+        *self.current.lock().expect("snapshot lock poisoned") = None;
     }
 
     fn path(&self) -> PathBuf {
@@ -297,15 +324,22 @@ impl Snapshots {
         Ok((file, path))
     }
 
-    /// Makes the complete, synced file at `from` the latest snapshot.
-    fn publish(&self, from: &Path, meta: SnapshotMeta) -> Result<(), Error> {
+    /// Makes the complete, synced file at `from` the latest snapshot if it is
+    /// newer than the current one, and says whether it did; an older or equal
+    /// one is left where it is. openraft 0.9 builds snapshots while it installs others,
+    /// so a build that began before an install may finish after it: publishing
+    /// it would put `snapshot.data` behind a log already purged past it.
+    fn publish(&self, from: &Path, meta: SnapshotMeta) -> Result<bool, Error> {
         let to = self.path();
         let io = |source| Error::SnapshotFile { path: to.clone(), source };
         let mut current = self.current.lock().expect("snapshot lock poisoned");
+        if current.as_ref().is_some_and(|c| c.last_log_id >= meta.last_log_id) {
+            return Ok(false);
+        }
         std::fs::rename(from, &to).map_err(io)?;
         std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)?;
         *current = Some(meta);
-        Ok(())
+        Ok(true)
     }
 
     /// The latest snapshot, opened: its own handle, so concurrent senders each
@@ -334,7 +368,14 @@ impl Snapshots {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        self.publish(&path, meta.clone())?;
+        if !self.publish(&path, meta.clone())? {
+            // A newer snapshot was installed meanwhile: that one is the latest.
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return self
+                .open_current()?
+                .ok_or_else(|| Error::Task { message: "the newer snapshot disappeared".into() });
+        }
         // The handle still refers to the published file; rewind it for the reader.
         let mut file = file;
         std::io::Seek::rewind(&mut file).map_err(|source| Error::SnapshotFile { path: self.path(), source })?;
@@ -342,8 +383,11 @@ impl Snapshots {
     }
 
     /// Checks a received snapshot and makes it the latest: a file received into
-    /// this directory is moved into place, any other is copied first.
-    fn accept(&self, meta: &SnapshotMeta, received: &Path) -> Result<(), Error> {
+    /// this directory is moved into place, any other is copied first. Returns
+    /// the file to load: the published one, or (for a snapshot no newer than
+    /// the current one, which openraft does not install) the staged file, which
+    /// the caller removes after loading.
+    fn accept(&self, meta: &SnapshotMeta, received: &Path) -> Result<Staged, Error> {
         let staged = if received.parent() == Some(self.dir.as_path())
             && received.file_name().is_some_and(|n| n.to_string_lossy().starts_with(RECEIVING))
         {
@@ -370,8 +414,19 @@ impl Snapshots {
                 reason: format!("holds snapshot {} but {} was announced", inside.snapshot_id, meta.snapshot_id),
             });
         }
-        self.publish(&staged, meta.clone())
+        Ok(match self.publish(&staged, meta.clone())? {
+            true => Staged::Published(self.path()),
+            false => Staged::Unpublished(staged),
+        })
     }
+}
+
+/// A received snapshot, checked and ready to load.
+enum Staged {
+    /// Now the latest snapshot.
+    Published(PathBuf),
+    /// No newer than the latest: loaded from its temporary file, then removed.
+    Unpublished(PathBuf),
 }
 
 /// Replaces the domain state with the snapshot file's. Rows are committed in
@@ -505,7 +560,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
         let (file, path) = self.snapshots.temp(RECEIVING).map_err(|e| snapshot_err(None, e))?;
-        Ok(Box::new(SnapshotFile::new(file, path)))
+        Ok(Box::new(SnapshotFile::temporary(file, path)))
     }
 
     async fn install_snapshot(
@@ -518,11 +573,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .sync()
             .await
             .map_err(|source| snapshot_err(Some(meta), Error::SnapshotFile { path: received.clone(), source }))?;
-        drop(snapshot);
+        let received = (*snapshot).keep();
         let (db, snapshots, owned) = (self.db.clone(), self.snapshots.clone(), meta.clone());
-        blocking(move || {
-            snapshots.accept(&owned, &received)?;
-            load_snapshot(&db, &snapshots.path(), INSTALL_TXN_BYTES)
+        blocking(move || match snapshots.accept(&owned, &received)? {
+            Staged::Published(path) => load_snapshot(&db, &path, INSTALL_TXN_BYTES),
+            Staged::Unpublished(path) => {
+                let loaded = load_snapshot(&db, &path, INSTALL_TXN_BYTES);
+                let _ = std::fs::remove_file(&path);
+                loaded
+            }
         })
         .await
         .map_err(|e| snapshot_err(Some(meta), e))
@@ -780,6 +839,91 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "no checkpoint covered the batch within 20 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Issue 9, defect 2: openraft 0.9 builds snapshots concurrently with
+    /// installs, and a build that began before an install and finished after it
+    /// used to replace the installed (newer) snapshot, leaving `snapshot.data`
+    /// behind a log already purged past it. Only a newer snapshot is published.
+    #[tokio::test]
+    async fn a_build_that_finishes_after_a_newer_install_does_not_replace_it() {
+        let a = tempfile::tempdir().unwrap();
+        let mut source = StateMachineStore::open(a.path()).unwrap();
+        source.apply((1..=300).map(entry).collect::<Vec<_>>()).await.unwrap();
+        let newer = source.get_snapshot_builder().await.build_snapshot().await.unwrap();
+
+        let b = tempfile::tempdir().unwrap();
+        let mut target = StateMachineStore::open(b.path()).unwrap();
+        target.apply((1..=10).map(entry).collect::<Vec<_>>()).await.unwrap();
+        // The build's consistent cut is taken now, at index 10...
+        let mut older_build = target.get_snapshot_builder().await;
+        // ...an install of index 300 completes...
+        let mut received = target.begin_receiving_snapshot().await.unwrap();
+        let bytes = std::fs::read(newer.snapshot.path()).unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut *received, &bytes).await.unwrap();
+        target.install_snapshot(&newer.meta, received).await.unwrap();
+        // ...and only then does the build of index 10 finish.
+        older_build.build_snapshot().await.unwrap();
+
+        let current = target.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.last_log_id, newer.meta.last_log_id);
+        let on_disk = Reader::verify(&b.path().join(SNAPSHOT_FILE)).unwrap();
+        assert_eq!(on_disk.last_log_id, newer.meta.last_log_id, "snapshot.data went back to an older snapshot");
+        assert_eq!(temp_files(b.path()), Vec::<String>::new());
+    }
+
+    /// Issue 9, defect 3: a damaged `snapshot.data` found at open used to clear
+    /// the domain tables before its hash was checked, destroying the state the
+    /// log could still have been replayed onto. The file is verified whole
+    /// before anything is changed; a damaged one is set aside and the state kept.
+    #[tokio::test]
+    async fn a_damaged_snapshot_at_open_leaves_the_state_alone() {
+        let a = tempfile::tempdir().unwrap();
+        let mut source = StateMachineStore::open(a.path()).unwrap();
+        source.apply((1..=300).map(entry).collect::<Vec<_>>()).await.unwrap();
+        let snap = source.get_snapshot_builder().await.build_snapshot().await.unwrap();
+
+        let b = tempfile::tempdir().unwrap();
+        let expected = {
+            let mut target = StateMachineStore::open(b.path()).unwrap();
+            target.apply((1..=10).map(entry).collect::<Vec<_>>()).await.unwrap();
+            target.reader().state_hash().unwrap()
+        };
+        let mut bytes = std::fs::read(snap.snapshot.path()).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(b.path().join(SNAPSHOT_FILE), &bytes).unwrap();
+
+        let reopened = StateMachineStore::open(b.path()).unwrap();
+        assert_eq!(reopened.reader().state_hash().unwrap(), expected, "the state was changed by a damaged snapshot");
+        assert!(!b.path().join(SNAPSHOT_FILE).exists(), "the damaged snapshot should be set aside");
+        drop(reopened);
+        let again = StateMachineStore::open(b.path()).unwrap();
+        assert_eq!(again.reader().state_hash().unwrap(), expected);
+    }
+
+    /// Issue 9, defect 4: receive files of abandoned transfers were removed only
+    /// at the next start, so repeated leader changes could fill the disk.
+    #[tokio::test]
+    async fn an_abandoned_snapshot_transfer_leaves_no_file() {
+        let a = tempfile::tempdir().unwrap();
+        let mut sm = StateMachineStore::open(a.path()).unwrap();
+        for _ in 0..3 {
+            let mut received = sm.begin_receiving_snapshot().await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut *received, b"half a snapshot").await.unwrap();
+            drop(received);
+        }
+        assert_eq!(temp_files(a.path()), Vec::<String>::new());
+    }
+
+    fn temp_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(BUILDING) || n.starts_with(RECEIVING))
+            .collect();
+        names.sort();
+        names
     }
 
     /// A snapshot's last 32 bytes are the state hash of the state it holds.
