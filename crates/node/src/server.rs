@@ -40,9 +40,10 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| Error::WriteFile { path: config.data_dir.clone(), source })?;
         let st = &config.storage;
-        let log = LogStore::open_with_cache(&config.data_dir.join("raft-log.redb"), (st.log_cache_mb as usize) << 20)?;
         let sm =
             StateMachineStore::open_with_cache(&config.data_dir.join("state"), (st.state_cache_mb as usize) << 20)?;
+        let log = LogStore::open_with_cache(&config.data_dir.join("raft-log.redb"), (st.log_cache_mb as usize) << 20)?
+            .with_snapshot_floor(sm.snapshot_floor());
         let reader = sm.reader();
         let outbox = crate::digest::Outbox::open(&config.data_dir.join("digests.redb"))?;
 

@@ -10,13 +10,14 @@
 //! - `model`: monitors and the settings table.
 //! - `command`: the commands a log entry carries and what apply answers.
 //! - `log_store`: the Raft log, vote and committed index in their own redb file.
+//! - `floor`: how far the log may be purged (behind a durable snapshot only).
 //! - `state_machine`: deterministic apply, snapshots, and read access to the state.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), uptime_raft_store::Error> {
 //! let dir = std::path::Path::new("/var/lib/uptime");
-//! let log = uptime_raft_store::LogStore::open(&dir.join("raft-log.redb"))?;
 //! let sm = uptime_raft_store::StateMachineStore::open(dir)?;
+//! let log = uptime_raft_store::LogStore::open(&dir.join("raft-log.redb"))?.with_snapshot_floor(sm.snapshot_floor());
 //! let reader = sm.reader();
 //! println!("{} monitors", reader.list_monitors()?.len());
 //! # Ok(()) }
@@ -26,6 +27,7 @@ mod apply;
 pub mod codec;
 mod command;
 mod error;
+mod floor;
 pub mod history;
 mod log_store;
 mod model;
@@ -38,6 +40,7 @@ mod types;
 pub use command::IncidentCommand;
 pub use command::{Command, RejectCode, Rejection, Request, Response, MAX_BATCH};
 pub use error::Error;
+pub use floor::SnapshotFloor;
 pub use log_store::{LogStore, DEFAULT_LOG_CACHE};
 pub use model::{
     AlertPolicy, Digest, Incident, IncidentState, MaintenanceWindow, Monitor, MonitorDraft, MonitorResult,

@@ -6,6 +6,11 @@
 //! 2. `save_vote` returns only after the vote is durable.
 //! 3. `purge` records the last purged log id in the same transaction that removes
 //!    the entries, so `get_log_state` never sees a gap it cannot explain.
+//! 4. With a [`SnapshotFloor`], nothing is purged past the latest durable,
+//!    published snapshot: a purge beyond it is deferred and done by the first
+//!    append or purge after the floor has caught up, and an append that would
+//!    leave a hole behind a deferred purge waits for the floor first (the log
+//!    on disk is always contiguous from its last purged id).
 //!
 //! The committed index is a hint for re-applying after a restart: `save_committed`
 //! only records it in memory, and the next append writes it in its own (durable)
@@ -18,6 +23,7 @@ use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, OptionalSend, RaftLogId, RaftLogReader, StorageIOError};
@@ -25,6 +31,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::codec;
 use crate::error::{db, Error};
+use crate::floor::SnapshotFloor;
 use crate::typ::{Entry, LogId, StorageError, Vote};
 use crate::TypeConfig;
 
@@ -34,6 +41,10 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("log_meta");
 const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_LAST_PURGED: &str = "last_purged";
+
+/// How long an append that would leave a hole behind a deferred purge waits for
+/// the snapshot install that will cover it.
+const FLOOR_WAIT: Duration = Duration::from_secs(300);
 
 /// Default redb page cache of the log file (redb's own default is 1 GiB per
 /// file): appends and the recent tail replicated to followers.
@@ -47,6 +58,11 @@ pub struct LogStore {
     /// The latest committed log id given to `save_committed`, when newer than
     /// the one on disk: written by the next append.
     committed: Arc<Mutex<Option<Option<LogId>>>>,
+    /// No purge goes past it (invariant 4); none with no floor (openraft's
+    /// storage suite, tools).
+    floor: Option<SnapshotFloor>,
+    /// A purge asked for beyond the floor, done once the floor covers it.
+    deferred: Arc<Mutex<Option<LogId>>>,
 }
 
 impl LogStore {
@@ -65,7 +81,62 @@ impl LogStore {
         txn.open_table(LOG).map_err(db_err)?;
         txn.open_table(META).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
-        Ok(LogStore { db: Arc::new(db), committed: Arc::new(Mutex::new(None)) })
+        Ok(LogStore {
+            db: Arc::new(db),
+            committed: Arc::new(Mutex::new(None)),
+            floor: None,
+            deferred: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Purges no further than the latest durable snapshot of the state machine
+    /// that owns `floor` (invariant 4).
+    pub fn with_snapshot_floor(mut self, floor: SnapshotFloor) -> LogStore {
+        self.floor = Some(floor);
+        self
+    }
+
+    /// The physically purged log id, as `get_log_state` reports it.
+    pub fn last_purged(&self) -> Result<Option<LogId>, Error> {
+        self.read_meta(KEY_LAST_PURGED)
+    }
+
+    /// A deferred purge that the floor now covers, if any.
+    fn purge_now(&self) -> Option<LogId> {
+        let deferred = *self.deferred.lock().expect("deferred purge lock poisoned");
+        deferred.filter(|p| self.floor.as_ref().is_none_or(|f| f.covers(p.index)))
+    }
+
+    /// Before appending `first..`: if a deferred purge is pending and the append
+    /// would leave a hole between what is on disk and `first`, waits for the
+    /// snapshot install that covers the purge (invariant 4).
+    fn wait_for_floor_before(&self, first: u64) -> Result<(), Error> {
+        let Some(pending) = *self.deferred.lock().expect("deferred purge lock poisoned") else { return Ok(()) };
+        let Some(floor) = &self.floor else { return Ok(()) };
+        if floor.covers(pending.index) {
+            return Ok(());
+        }
+        let on_disk = {
+            let txn = self.db.begin_read().map_err(db)?;
+            let table = txn.open_table(LOG).map_err(db)?;
+            let last = table.last().map_err(db)?.map(|(k, _)| k.value());
+            let purged: Option<LogId> = self.last_purged()?;
+            last.max(purged.map(|p| p.index))
+        };
+        if on_disk.map_or(0, |i| i + 1) >= first {
+            return Ok(());
+        }
+        tracing::info!(first, pending = pending.index, "append waits for the snapshot install behind it");
+        if floor.wait_to_cover(pending.index, FLOOR_WAIT) {
+            Ok(())
+        } else {
+            Err(Error::Task {
+                message: format!(
+                    "no durable snapshot covers index {} after {FLOOR_WAIT:?}; the log is kept whole instead",
+                    pending.index
+                ),
+            })
+        }
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
@@ -112,9 +183,18 @@ impl LogStore {
     /// (invariant 1): what openraft's `append` runs off the async threads. Public
     /// for `log-append-probe`, which times it against a raw fsync.
     pub fn append_durably(&self, entries: Vec<Entry>) -> Result<(), Error> {
+        if let Some(first) = entries.first() {
+            self.wait_for_floor_before(first.log_id.index)?;
+        }
+        let purge = self.purge_now();
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut table = txn.open_table(LOG).map_err(db)?;
+            if let Some(p) = purge {
+                table.retain_in(..=p.index, |_, _| false).map_err(db)?;
+                let bytes = codec::encode(&p)?;
+                txn.open_table(META).map_err(db)?.insert(KEY_LAST_PURGED, bytes.as_slice()).map_err(db)?;
+            }
             for entry in &entries {
                 let bytes = codec::encode(entry)?;
                 table.insert(entry.log_id.index, bytes.as_slice()).map_err(db)?;
@@ -126,6 +206,31 @@ impl LogStore {
             }
         }
         txn.commit().map_err(db)?;
+        if let Some(p) = purge {
+            self.finish_deferred(p);
+        }
+        Ok(())
+    }
+
+    /// Clears the deferred purge once a purge up to `done` is on disk.
+    fn finish_deferred(&self, done: LogId) {
+        let mut deferred = self.deferred.lock().expect("deferred purge lock poisoned");
+        if deferred.is_some_and(|d| d <= done) {
+            *deferred = None;
+        }
+    }
+
+    /// Purges up to `log_id`, or as far as the floor allows and the rest later
+    /// (invariant 4).
+    fn purge_blocking(&self, log_id: LogId) -> Result<(), Error> {
+        if self.floor.as_ref().is_some_and(|f| !f.covers(log_id.index)) {
+            let mut deferred = self.deferred.lock().expect("deferred purge lock poisoned");
+            *deferred = (*deferred).max(Some(log_id));
+            tracing::info!(upto = log_id.index, "purge deferred until a durable snapshot covers it");
+            return Ok(());
+        }
+        self.remove_blocking((Bound::Unbounded, Bound::Included(log_id.index)), Some(log_id))?;
+        self.finish_deferred(log_id);
         Ok(())
     }
 
@@ -267,8 +372,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.blocking(move |s| s.remove_blocking((Bound::Unbounded, Bound::Included(log_id.index)), Some(log_id)))
-            .await
-            .map_err(write_err)
+        tracing::info!(upto = log_id.index, "log purge requested");
+        self.blocking(move |s| s.purge_blocking(log_id)).await.map_err(write_err)
     }
 }

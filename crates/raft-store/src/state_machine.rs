@@ -34,6 +34,7 @@ use crate::apply::Apply;
 use crate::codec;
 use crate::command::Response;
 use crate::error::{db, Error};
+use crate::floor::SnapshotFloor;
 use crate::history::{Bucket, Level};
 use crate::model::{Incident, MaintenanceWindow, Monitor, Notification, Observation, Verdict};
 use crate::quorum::MonitorState;
@@ -98,6 +99,8 @@ struct Checkpoints {
 struct Snapshots {
     dir: PathBuf,
     current: Mutex<Option<SnapshotMeta>>,
+    /// Raised with every publish: the log store purges no further.
+    floor: SnapshotFloor,
     /// Names temporary files uniquely.
     seq: AtomicU64,
 }
@@ -178,6 +181,11 @@ impl StateMachineStore {
             load_snapshot(&self.db, &self.snapshots.path(), INSTALL_TXN_BYTES)?;
         }
         Ok(())
+    }
+
+    /// How far the log may be purged: give it to [`crate::LogStore::with_snapshot_floor`].
+    pub fn snapshot_floor(&self) -> SnapshotFloor {
+        self.snapshots.floor.clone()
     }
 
     pub fn reader(&self) -> StateReader {
@@ -276,7 +284,12 @@ impl Snapshots {
             }
         }
         let path = dir.join(SNAPSHOT_FILE);
-        let snapshots = Snapshots { dir: dir.to_owned(), current: Mutex::new(None), seq: AtomicU64::new(0) };
+        let snapshots = Snapshots {
+            dir: dir.to_owned(),
+            current: Mutex::new(None),
+            floor: SnapshotFloor::default(),
+            seq: AtomicU64::new(0),
+        };
         match std::fs::metadata(&path) {
             Ok(_) => match Reader::meta(&path) {
                 Ok(meta) => *snapshots.current.lock().expect("snapshot lock poisoned") = Some(meta),
@@ -286,6 +299,7 @@ impl Snapshots {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(Error::SnapshotFile { path, source }),
         }
+        snapshots.floor.raise(snapshots.current().and_then(|m| m.last_log_id));
         Ok(snapshots)
     }
 
@@ -338,6 +352,7 @@ impl Snapshots {
         }
         std::fs::rename(from, &to).map_err(io)?;
         std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)?;
+        self.floor.raise(meta.last_log_id);
         *current = Some(meta);
         Ok(true)
     }
@@ -568,6 +583,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         mut snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
+        failpoint_park_install().await;
         let received = snapshot.path().to_owned();
         snapshot
             .sync()
@@ -592,6 +608,21 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(current.map(|(meta, file)| Snapshot { meta, snapshot: Box::new(file) }))
     }
 }
+
+/// Debug builds only: with `UPTIMETEST_PARK_SNAPSHOT_INSTALL=1` an install
+/// parks for good once the last chunk has arrived, before the received file is
+/// checked or published, so a test can kill the node inside the window in
+/// which openraft has already asked the log store to purge behind it.
+#[cfg(debug_assertions)]
+async fn failpoint_park_install() {
+    if std::env::var_os("UPTIMETEST_PARK_SNAPSHOT_INSTALL").is_some_and(|v| v == "1") {
+        tracing::warn!("failpoint: snapshot install parked");
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(not(debug_assertions))]
+async fn failpoint_park_install() {}
 
 /// Builds a snapshot from a read transaction taken when openraft asked for the
 /// builder (invariant 4), streaming it to a file off the async threads.

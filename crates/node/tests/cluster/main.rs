@@ -118,6 +118,60 @@ async fn t30_a_node_behind_the_purged_log_catches_up_by_snapshot() {
     assert!(cluster.log(lagging).contains("uptime-node starting"));
 }
 
+/// Issue 9, defect 1: when a snapshot's last chunk arrives, openraft queues the
+/// install and asks the log store to purge behind it at once. The purge used to
+/// run while the install was still checking the file, so a crash in that window
+/// left the old state, the old snapshot and a log purged past both: the node
+/// could never start or apply again. Now the log is purged only behind a
+/// snapshot that is durable and published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t32_a_crash_between_the_last_snapshot_chunk_and_the_install_loses_nothing() {
+    let mut cluster = TestCluster::start_with(3, "snapshot_every = 20\nkeep_logs = 0").await;
+    let leader = cluster.leader(1, None).await;
+    let lagging = (1..=3).find(|id| *id != leader).unwrap();
+    let c = cluster.client(leader);
+    c.create_monitor(&monitor("first")).await.unwrap();
+    cluster.wait_for_monitor(lagging, "first").await;
+    let before = cluster.client(lagging).cluster_status().await.unwrap().last_applied;
+    assert_eq!(cluster.terminate(lagging).await.code(), Some(0));
+    for i in 0..60 {
+        c.create_monitor(&monitor(&format!("m{i}"))).await.unwrap();
+    }
+    wait_until("the leader to purge its log", Duration::from_secs(20), || {
+        let c = c.clone();
+        async move { c.cluster_status().await.ok()?.purged_index.filter(|p| *p > before) }
+    })
+    .await;
+
+    let start = cluster.log(lagging).len();
+    cluster.spawn_with_env(lagging, &[("UPTIMETEST_PARK_SNAPSHOT_INSTALL", "1")]);
+    // openraft asks for the purge right after queueing the install: wait for
+    // both, then crash inside the window the bug lived in.
+    wait_until("the install to park and the purge to be asked for", Duration::from_secs(30), || {
+        let log = cluster.log(lagging);
+        let both =
+            log[start..].contains("failpoint: snapshot install parked") && log[start..].contains("log purge requested");
+        async move { both.then_some(()) }
+    })
+    .await;
+    cluster.kill(lagging);
+
+    cluster.spawn(lagging);
+    cluster.wait_for_monitor(lagging, "m59").await;
+    wait_until("equal state hashes", Duration::from_secs(30), || {
+        let clients: Vec<_> = (1..=3).map(|id| cluster.client(id)).collect();
+        async move {
+            let mut hashes = Vec::new();
+            for c in clients {
+                hashes.push(c.state_hash().await.ok()?);
+            }
+            hashes.windows(2).all(|w| w[0] == w[1]).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(cluster.client(lagging).list_monitors(false).await.unwrap().len(), 61);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t40_add_a_node_remove_one_and_replace_a_dead_one() {
     let mut cluster = TestCluster::start(3).await;
