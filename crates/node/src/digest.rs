@@ -80,6 +80,7 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn open(path: &Path) -> Result<Outbox, Error> {
+        uptime_raft_store::refuse_empty_file(path)?;
         let db = Database::builder()
             .set_cache_size(OUTBOX_CACHE)
             .create(path)
@@ -93,7 +94,7 @@ impl Outbox {
 
     /// Seals `results` as the next digest, durably.
     pub fn push(&self, results: Vec<MonitorResult>) -> Result<u64, Error> {
-        let txn = self.db.begin_write().map_err(store_err)?;
+        let txn = uptime_raft_store::begin_durable(&self.db)?;
         let seq;
         {
             let mut meta = txn.open_table(META).map_err(store_err)?;
@@ -145,7 +146,7 @@ impl Outbox {
 
     /// Drops every digest with a seq up to `seq`: the leader has applied them.
     pub fn ack(&self, seq: u64) -> Result<(), Error> {
-        let txn = self.db.begin_write().map_err(store_err)?;
+        let txn = uptime_raft_store::begin_durable(&self.db)?;
         txn.open_table(DIGESTS).map_err(store_err)?.retain_in(..=seq, |_, _| false).map_err(store_err)?;
         txn.commit().map_err(store_err)?;
         Ok(())
@@ -184,7 +185,7 @@ impl Outbox {
         }
         let digest = Digest { seq: last.seq, coalesced: windows - 1, results: merged.into_values().collect() };
         let bytes = codec::encode(&digest).map_err(|e| Error::Store(e.into()))?;
-        let txn = self.db.begin_write().map_err(store_err)?;
+        let txn = uptime_raft_store::begin_durable(&self.db)?;
         {
             let mut t = txn.open_table(DIGESTS).map_err(store_err)?;
             t.retain_in(..=last.seq, |_, _| false).map_err(store_err)?;

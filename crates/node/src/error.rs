@@ -13,6 +13,11 @@ pub enum Error {
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] uptime_raft_store::Error),
+    #[error(
+        "{log} is missing but {state} exists: starting a fresh log would forget this node's vote, and it could \
+         vote twice in a term; restore the file, or remove the node from the cluster, delete its data directory and add it back"
+    )]
+    MissingLog { log: PathBuf, state: PathBuf },
     #[error("raft: {message}")]
     Raft { message: String },
     #[error("certificate: {message}")]

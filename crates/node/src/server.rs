@@ -40,9 +40,14 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| Error::WriteFile { path: config.data_dir.clone(), source })?;
         let st = &config.storage;
+        let log_path = config.data_dir.join("raft-log.redb");
+        let state_path = config.data_dir.join("state").join("state.redb");
+        if !log_path.exists() && state_path.exists() {
+            return Err(Error::MissingLog { log: log_path, state: state_path });
+        }
         let sm =
             StateMachineStore::open_with_cache(&config.data_dir.join("state"), (st.state_cache_mb as usize) << 20)?;
-        let log = LogStore::open_with_cache(&config.data_dir.join("raft-log.redb"), (st.log_cache_mb as usize) << 20)?
+        let log = LogStore::open_with_cache(&log_path, (st.log_cache_mb as usize) << 20)?
             .with_snapshot_floor(sm.snapshot_floor());
         let reader = sm.reader();
         let outbox = crate::digest::Outbox::open(&config.data_dir.join("digests.redb"))?;

@@ -41,7 +41,7 @@ pub use command::IncidentCommand;
 pub use command::{Command, RejectCode, Rejection, Request, Response, MAX_BATCH};
 pub use error::Error;
 pub use floor::SnapshotFloor;
-pub use log_store::{LogStore, DEFAULT_LOG_CACHE};
+pub use log_store::{begin_durable, refuse_empty_file, LogStore, DEFAULT_LOG_CACHE};
 pub use model::{
     AlertPolicy, Digest, Incident, IncidentState, MaintenanceWindow, Monitor, MonitorDraft, MonitorResult,
     Notification, NotificationKind, NotificationState, Observation, Schedule, Severity, TimelineEvent, Verdict,

@@ -152,7 +152,7 @@ impl LogStore {
     /// Writes one meta value durably (redb's default durability fsyncs).
     fn write_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), Error> {
         let bytes = codec::encode(value)?;
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = begin_durable(&self.db)?;
         txn.open_table(META).map_err(db)?.insert(key, bytes.as_slice()).map_err(db)?;
         txn.commit().map_err(db)?;
         Ok(())
@@ -187,7 +187,7 @@ impl LogStore {
             self.wait_for_floor_before(first.log_id.index)?;
         }
         let purge = self.purge_now();
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = begin_durable(&self.db)?;
         {
             let mut table = txn.open_table(LOG).map_err(db)?;
             if let Some(p) = purge {
@@ -237,7 +237,7 @@ impl LogStore {
     /// Removes entries with an index in `range`; with `purged`, records it as the last
     /// purged log id in the same transaction (invariant 3).
     fn remove_blocking(&self, range: (Bound<u64>, Bound<u64>), purged: Option<LogId>) -> Result<(), Error> {
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = begin_durable(&self.db)?;
         {
             let mut table = txn.open_table(LOG).map_err(db)?;
             table.retain_in(range, |_, _| false).map_err(db)?;
@@ -265,7 +265,7 @@ impl LogStore {
 /// redb turns an empty file into a fresh database; for a store that existed, an
 /// empty file means it was truncated, and starting empty would lose acknowledged
 /// entries. Only a missing file starts fresh.
-pub(crate) fn refuse_empty_file(path: &Path) -> Result<(), Error> {
+pub fn refuse_empty_file(path: &Path) -> Result<(), Error> {
     match std::fs::metadata(path) {
         Ok(m) if m.len() == 0 => Err(Error::Corrupt {
             path: path.to_owned(),
@@ -273,6 +273,14 @@ pub(crate) fn refuse_empty_file(path: &Path) -> Result<(), Error> {
         }),
         _ => Ok(()),
     }
+}
+
+/// A write transaction that fsyncs on commit. redb's default is the same today;
+/// invariants 1-3 rely on it, so it is said, not assumed.
+pub fn begin_durable(db: &Database) -> Result<redb::WriteTransaction, Error> {
+    let mut txn = db.begin_write().map_err(db_err)?;
+    txn.set_durability(redb::Durability::Immediate).map_err(|e| db_err(redb::Error::from(e)))?;
+    Ok(txn)
 }
 
 fn db_err<E: Into<redb::Error>>(e: E) -> Error {

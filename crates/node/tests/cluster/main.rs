@@ -366,6 +366,42 @@ async fn t55_a_corrupt_or_truncated_store_is_a_clear_error_at_startup() {
     cluster.wait_for_monitor(1, "x").await;
 }
 
+/// Issue 9, defect 11: a missing `raft-log.redb` beside an existing state used
+/// to start a fresh log, forgetting the node's vote (it could vote twice in a
+/// term), and an empty `digests.redb` was taken for a new outbox. Both are
+/// refused at start-up with the file's name and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t56_a_missing_log_or_an_empty_digest_outbox_is_refused_at_startup() {
+    let mut cluster = TestCluster::start(1).await;
+    cluster.client(1).create_monitor(&monitor("x")).await.unwrap();
+    assert_eq!(cluster.terminate(1).await.code(), Some(0));
+    let config = cluster.nodes[&1].dir.join("config.toml");
+
+    let log_file = cluster.data_dir(1).join("raft-log.redb");
+    let moved = cluster.data_dir(1).join("raft-log.redb.away");
+    std::fs::rename(&log_file, &moved).unwrap();
+    let (status, stderr) = run_until_exit(&config, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("the node started without its Raft log beside an existing state"));
+    assert!(!status.success() && !stderr.contains("panicked"), "{status}: {stderr}");
+    assert!(stderr.contains("raft-log.redb") && stderr.contains("vote"), "{stderr}");
+    assert!(!log_file.exists(), "a refused start must not create a fresh log");
+    std::fs::rename(&moved, &log_file).unwrap();
+
+    let outbox = cluster.data_dir(1).join("digests.redb");
+    let good = std::fs::read(&outbox).unwrap();
+    std::fs::write(&outbox, b"").unwrap();
+    let (status, stderr) = run_until_exit(&config, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("the node started on an empty digest outbox"));
+    assert!(!status.success() && !stderr.contains("panicked"), "{status}: {stderr}");
+    assert!(stderr.contains("digests.redb"), "the error should name the file: {stderr}");
+    std::fs::write(&outbox, &good).unwrap();
+
+    cluster.spawn(1);
+    cluster.wait_for_monitor(1, "x").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t60_a_peer_with_a_certificate_from_another_ca_is_refused() {
     let cluster = TestCluster::start(1).await;
