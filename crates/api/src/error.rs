@@ -82,7 +82,12 @@ impl From<Rejection> for ApiError {
 
 impl From<uptime_raft_store::Error> for ApiError {
     fn from(e: uptime_raft_store::Error) -> Self {
-        ApiError::internal(format!("reading local state: {e}"))
+        match e {
+            uptime_raft_store::Error::Installing => {
+                ApiError { status: 503, code: "installing", message: e.to_string(), field: None }
+            }
+            e => ApiError::internal(format!("reading local state: {e}")),
+        }
     }
 }
 

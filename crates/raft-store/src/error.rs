@@ -23,6 +23,8 @@ pub enum Error {
     },
     #[error("storage task failed: {message}")]
     Task { message: String },
+    #[error("this node is installing a snapshot; retry in a moment, or ask another node")]
+    Installing,
     #[error("snapshot file {path}: {source}")]
     SnapshotFile { path: PathBuf, source: std::io::Error },
 }

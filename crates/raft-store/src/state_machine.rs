@@ -17,7 +17,11 @@
 //!    if the state fell back behind the snapshot, open installs the snapshot first.
 //! 4. A snapshot is read from one redb read transaction begun when openraft asks
 //!    for a builder: it is a consistent cut, and apply goes on while it is built.
-//!    Its file is written and fsynced before openraft may purge the log behind it.
+//!    Its file is written and fsynced, and published only if it is newer than the
+//!    current one, before the log may be purged behind it (the [`SnapshotFloor`]).
+//! 5. Readers ([`StateReader`]) see the state before an install or after it,
+//!    never the slices in between: during an install they get
+//!    [`Error::Installing`] (the [`InstallGate`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -76,6 +80,8 @@ const INSTALL_TXN_BYTES: usize = 64 << 20;
 /// the inner database serve reads through [`StateReader`].
 pub struct StateMachineStore {
     db: Arc<Database>,
+    /// Tells readers an install is under way (invariant 5).
+    gate: InstallGate,
     checkpoints: Checkpoints,
     snapshots: Arc<Snapshots>,
 }
@@ -109,6 +115,41 @@ struct Snapshots {
 #[derive(Clone)]
 pub struct StateReader {
     db: Arc<Database>,
+    gate: InstallGate,
+}
+
+/// An install's epoch: odd while a snapshot's rows are being committed in
+/// slices, bumped to even when the last slice is in. A reader that saw the same
+/// even epoch before and after beginning its read transaction read a state no
+/// install had begun to change (redb's transaction locks order the epoch
+/// stores before the slice commits and after them); any other reader is told
+/// the node is installing ([`Error::Installing`]).
+#[derive(Clone, Default)]
+struct InstallGate(Arc<AtomicU64>);
+
+impl InstallGate {
+    fn begin(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// After the last slice. An install that failed leaves the gate shut: the
+    /// state is partial until the next open restores the snapshot.
+    fn end(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Begins a read transaction that sees a whole state, or refuses.
+    fn read(&self, db: &Database) -> Result<ReadTransaction, Error> {
+        let before = self.0.load(Ordering::SeqCst);
+        if before % 2 == 1 {
+            return Err(Error::Installing);
+        }
+        let txn = db.begin_read().map_err(db_)?;
+        if self.0.load(Ordering::SeqCst) != before {
+            return Err(Error::Installing);
+        }
+        Ok(txn)
+    }
 }
 
 /// The state hash of one node at its applied index.
@@ -155,7 +196,7 @@ impl StateMachineStore {
         let snapshots = Snapshots::open(dir)?;
         let db = Arc::new(db);
         let checkpoints = Checkpoints::start(db.clone(), checkpoint_interval)?;
-        let store = StateMachineStore { db, checkpoints, snapshots: Arc::new(snapshots) };
+        let store = StateMachineStore { db, gate: InstallGate::default(), checkpoints, snapshots: Arc::new(snapshots) };
         store.restore_behind_snapshot()?;
         Ok(store)
     }
@@ -178,7 +219,7 @@ impl StateMachineStore {
                 return Ok(());
             }
             tracing::info!(?applied, snapshot = ?meta.last_log_id, "state behind the snapshot after a crash: restoring it");
-            load_snapshot(&self.db, &self.snapshots.path(), INSTALL_TXN_BYTES)?;
+            load_snapshot(&self.db, &self.gate, &self.snapshots.path(), INSTALL_TXN_BYTES)?;
         }
         Ok(())
     }
@@ -189,7 +230,7 @@ impl StateMachineStore {
     }
 
     pub fn reader(&self) -> StateReader {
-        StateReader { db: self.db.clone() }
+        StateReader { db: self.db.clone(), gate: self.gate.clone() }
     }
 
     fn apply_blocking(db: &Database, entries: Vec<Entry>) -> Result<Vec<Response>, Error> {
@@ -448,8 +489,9 @@ enum Staged {
 /// slices of `slice_bytes` ([`INSTALL_TXN_BYTES`]); the first slice clears `last_applied`, and
 /// only the last (durable) one sets it, so a crash in between leaves a state
 /// behind the snapshot, which the next open restores again.
-fn load_snapshot(db: &Database, path: &Path, slice_bytes: usize) -> Result<(), Error> {
+fn load_snapshot(db: &Database, gate: &InstallGate, path: &Path, slice_bytes: usize) -> Result<(), Error> {
     let (mut reader, meta) = Reader::open(path)?;
+    gate.begin();
     let mut table: Option<Table> = None;
     let mut first = true;
     loop {
@@ -499,6 +541,7 @@ fn load_snapshot(db: &Database, path: &Path, slice_bytes: usize) -> Result<(), E
             put_meta(&txn, KEY_MEMBERSHIP, &meta.last_membership)?;
             txn.set_durability(Durability::Immediate).map_err(|e| db_(redb::Error::from(e)))?;
             txn.commit().map_err(db_)?;
+            gate.end();
             return Ok(());
         }
         txn.commit().map_err(db_)?;
@@ -590,11 +633,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .await
             .map_err(|source| snapshot_err(Some(meta), Error::SnapshotFile { path: received.clone(), source }))?;
         let received = (*snapshot).keep();
-        let (db, snapshots, owned) = (self.db.clone(), self.snapshots.clone(), meta.clone());
+        let (db, gate, snapshots, owned) = (self.db.clone(), self.gate.clone(), self.snapshots.clone(), meta.clone());
         blocking(move || match snapshots.accept(&owned, &received)? {
-            Staged::Published(path) => load_snapshot(&db, &path, INSTALL_TXN_BYTES),
+            Staged::Published(path) => load_snapshot(&db, &gate, &path, INSTALL_TXN_BYTES),
             Staged::Unpublished(path) => {
-                let loaded = load_snapshot(&db, &path, INSTALL_TXN_BYTES);
+                let loaded = load_snapshot(&db, &gate, &path, INSTALL_TXN_BYTES);
                 let _ = std::fs::remove_file(&path);
                 loaded
             }
@@ -648,7 +691,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
 impl StateReader {
     fn get<T: serde::de::DeserializeOwned>(&self, table: Table, key: &[u8]) -> Result<Option<T>, Error> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.gate.read(&self.db)?;
         let t = txn.open_table(table).map_err(db)?;
         let v = t.get(key).map_err(db)?;
         Ok(match v {
@@ -659,7 +702,7 @@ impl StateReader {
 
     /// Rows of `table` whose key starts with `prefix`, decoded.
     fn scan<T: serde::de::DeserializeOwned>(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, Error> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.gate.read(&self.db)?;
         tables::scan_prefix(&txn.open_table(table).map_err(db)?, prefix)
     }
 
@@ -677,7 +720,7 @@ impl StateReader {
             return self.get_monitor(id);
         }
         let id = {
-            let txn = self.db.begin_read().map_err(db)?;
+            let txn = self.gate.read(&self.db)?;
             let table = txn.open_table(tables::MONITOR_NAMES).map_err(db)?;
             let value = table.get(id_or_name.as_bytes()).map_err(db)?;
             value.map(|v| read_u64(v.value()))
@@ -775,7 +818,7 @@ impl StateReader {
     }
 
     pub fn setting(&self, key: &str) -> Result<Option<String>, Error> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.gate.read(&self.db)?;
         let table = txn.open_table(tables::SETTINGS).map_err(db)?;
         let value = table.get(key.as_bytes()).map_err(db)?;
         Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
@@ -785,7 +828,7 @@ impl StateReader {
     /// it was read at, from one read transaction. Streamed: it is the hash a
     /// snapshot taken at the same index ends with.
     pub fn state_hash(&self) -> Result<StateHash, Error> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.gate.read(&self.db)?;
         let (last, _) = applied_state(&txn)?;
         let (hash, _) = snapshot::write_records(&txn, std::io::sink())?;
         Ok(StateHash { applied_index: last.map(|l| l.index).unwrap_or(0), hash: snapshot::hex(&hash) })
@@ -829,7 +872,7 @@ mod tests {
             let bytes = std::fs::read(snap.snapshot.path()).unwrap();
             std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
             // Small slices: several commits happen before the damage is found.
-            let err = load_snapshot(&target.db, &truncated, 4 << 10).unwrap_err();
+            let err = load_snapshot(&target.db, &target.gate, &truncated, 4 << 10).unwrap_err();
             assert!(err.to_string().contains("truncated"), "{err}");
             let (applied, _) = target.applied_state().await.unwrap();
             assert_eq!(applied, None, "a partial install is never taken for a complete state");
@@ -931,6 +974,43 @@ mod tests {
         drop(reopened);
         let again = StateMachineStore::open(b.path()).unwrap();
         assert_eq!(again.reader().state_hash().unwrap(), expected);
+    }
+
+    /// Issue 9, defect 5: an install commits the snapshot's rows in slices, and
+    /// readers (the API, the state hash, the scheduler's monitor sync) used to
+    /// see emptied or partly filled tables in between. A reader sees the old
+    /// state or the new one, or is told the node is installing.
+    #[tokio::test]
+    async fn readers_never_see_a_half_installed_state() {
+        let a = tempfile::tempdir().unwrap();
+        let mut source = StateMachineStore::open(a.path()).unwrap();
+        source.apply((1..=3000).map(entry).collect::<Vec<_>>()).await.unwrap();
+        let snap = source.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let new = source.reader().state_hash().unwrap().hash;
+
+        let b = tempfile::tempdir().unwrap();
+        let mut target = StateMachineStore::open(b.path()).unwrap();
+        target.apply((1..=10).map(entry).collect::<Vec<_>>()).await.unwrap();
+        let old = target.reader().state_hash().unwrap().hash;
+        let reader = target.reader();
+        let db = target.db.clone();
+        let gate = target.gate.clone();
+        let path = snap.snapshot.path().to_owned();
+        let install = std::thread::spawn(move || load_snapshot(&db, &gate, &path, 4 << 10));
+        let (mut seen, mut refused) = (0, 0);
+        while !install.is_finished() {
+            match reader.state_hash() {
+                Ok(h) => {
+                    assert!(h.hash == old || h.hash == new, "a reader saw a half-installed state");
+                    seen += 1;
+                }
+                Err(Error::Installing) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        install.join().unwrap().unwrap();
+        assert_eq!(reader.state_hash().unwrap().hash, new);
+        assert!(seen + refused > 0);
     }
 
     /// Issue 9, defect 4: receive files of abandoned transfers were removed only
