@@ -163,7 +163,7 @@ impl<'t> Apply<'t> {
     /// The next id from counter `name`, starting at 1.
     fn next_id(&mut self, name: &str) -> Result<u64> {
         let id = self.counter(name)?.max(1);
-        self.set_counter(name, id + 1)?;
+        self.set_counter(name, id.saturating_add(1))?;
         Ok(id)
     }
 
@@ -324,10 +324,10 @@ impl<'t> Apply<'t> {
             }
             high = d.seq;
             applied += 1;
-            checks += d.results.iter().map(|r| r.checks).sum::<u64>();
+            checks = d.results.iter().fold(checks, |sum, r| sum.saturating_add(r.checks));
             if d.coalesced > 0 {
                 let c = self.counter(DIGESTS_COALESCED)?;
-                self.set_counter(DIGESTS_COALESCED, c + u64::from(d.coalesced))?;
+                self.set_counter(DIGESTS_COALESCED, c.saturating_add(u64::from(d.coalesced)))?;
             }
             for r in &d.results {
                 self.result(node_id, r)?;
@@ -343,7 +343,7 @@ impl<'t> Apply<'t> {
         }
         if duplicates > 0 {
             let c = self.counter(DIGESTS_DUPLICATE)?;
-            self.set_counter(DIGESTS_DUPLICATE, c + duplicates)?;
+            self.set_counter(DIGESTS_DUPLICATE, c.saturating_add(duplicates))?;
         }
         Ok(Response::Digests { applied, duplicates })
     }
@@ -449,7 +449,7 @@ impl<'t> Apply<'t> {
         self.reminders()?;
         // Retention once per minute of state time is plenty for minute buckets.
         let last = self.counter(RETENTION_AT)?;
-        if self.now >= last + 60_000 {
+        if self.now >= last.saturating_add(60_000) {
             self.set_counter(RETENTION_AT, self.now)?;
             self.retention(&Retention::default())?;
         }
@@ -464,7 +464,7 @@ impl<'t> Apply<'t> {
             }
             let Some(m) = inc.monitor_id.map(|id| self.monitor(id)).transpose()?.flatten() else { continue };
             let every = m.policy.renotify_interval_ms;
-            if every == 0 || self.now < inc.last_notified_at_ms + every || self.in_maintenance(m.id)? {
+            if every == 0 || self.now < inc.last_notified_at_ms.saturating_add(every) || self.in_maintenance(m.id)? {
                 continue;
             }
             inc.last_notified_at_ms = self.now;
@@ -531,10 +531,23 @@ impl<'t> Apply<'t> {
         Ok(inc)
     }
 
-    fn close_incident(&mut self, id: u64, by: &str, text: &str, notify: bool) -> Result<Incident> {
-        let mut inc: Incident = self.get(INCIDENTS, &id_key(id))?.ok_or_else(|| Error::Task {
-            message: format!("open incident {id} is missing from the incidents table"),
-        })?;
+    /// Resolves incident `id`. An open-incident entry that names a missing
+    /// incident is an inconsistency in the state: it is dropped, the same way on
+    /// every node, rather than stopping apply (an `Err` here would stop every
+    /// node at this entry at every replay).
+    fn close_incident(&mut self, id: u64, by: &str, text: &str, notify: bool) -> Result<Option<Incident>> {
+        let Some(mut inc) = self.get::<Incident>(INCIDENTS, &id_key(id))? else {
+            let stale: Vec<Vec<u8>> = self
+                .scan::<u64>(OPEN_INCIDENTS, &[])?
+                .into_iter()
+                .filter(|(_, open)| *open == id)
+                .map(|(k, _)| k)
+                .collect();
+            for k in stale {
+                self.del(OPEN_INCIDENTS, &k)?;
+            }
+            return Ok(None);
+        };
         inc.state = IncidentState::Resolved;
         inc.resolved_at_ms = Some(self.now);
         inc.timeline.push(self.event(by, "resolved", text));
@@ -555,7 +568,7 @@ impl<'t> Apply<'t> {
         if notify && !silenced {
             self.notify(&inc, monitor.as_ref().map(|m| &m.policy), NotificationKind::Resolve)?;
         }
-        Ok(inc)
+        Ok(Some(inc))
     }
 
     /// Writes one outbox record per channel of the policy (one for the default
@@ -629,7 +642,10 @@ impl<'t> Apply<'t> {
                     Some(m) => m.policy.notify_on_recovery,
                     None => true,
                 };
-                return Ok(Response::Incident(self.close_incident(id, by, "resolved by hand", notify)?));
+                return Ok(match self.close_incident(id, by, "resolved by hand", notify)? {
+                    Some(inc) => Response::Incident(inc),
+                    None => Response::Rejected(Rejection::not_found(format!("no incident with id {id}"))),
+                });
             }
             IncidentCommand::Reopen { by, .. } => {
                 if inc.state != IncidentState::Resolved {

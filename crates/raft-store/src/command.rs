@@ -121,6 +121,10 @@ const MAX_SETTING_BYTES: usize = 64 * 1024;
 /// Commands per batch entry at most.
 pub const MAX_BATCH: usize = 1024;
 const MAX_TEXT: usize = 4096;
+/// Digests in one entry, and results in one digest (one per monitor).
+const MAX_DIGESTS: usize = 4096;
+const MAX_RESULTS: usize = 1_000_000;
+const MAX_WINDOW_MONITORS: usize = 10_000;
 
 fn text(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
     if value.len() > max {
@@ -154,6 +158,12 @@ impl Command {
                 if *node_id == 0 {
                     return Err(Rejection::invalid("node_id", "node ids start at 1"));
                 }
+                if digests.len() > MAX_DIGESTS {
+                    return Err(Rejection::invalid("digests", format!("at most {MAX_DIGESTS} per entry")));
+                }
+                if digests.iter().any(|d| d.results.len() > MAX_RESULTS) {
+                    return Err(Rejection::invalid("results", format!("at most {MAX_RESULTS} per digest")));
+                }
                 if digests.windows(2).any(|w| w[0].seq >= w[1].seq) {
                     return Err(Rejection::invalid("seq", "digests must be in increasing seq order"));
                 }
@@ -171,8 +181,11 @@ impl Command {
                 // command does not refuse its neighbours.
                 Ok(())
             }
-            Command::CreateMaintenance { name, schedule, .. } => {
+            Command::CreateMaintenance { name, monitors, schedule } => {
                 non_empty("name", name, 200)?;
+                if monitors.len() > MAX_WINDOW_MONITORS {
+                    return Err(Rejection::invalid("monitors", format!("at most {MAX_WINDOW_MONITORS}")));
+                }
                 schedule.validate()
             }
         }
@@ -218,7 +231,7 @@ impl Schedule {
                 if time_zone.parse::<chrono_tz::Tz>().is_err() {
                     return Err(Rejection::invalid("time_zone", format!("{time_zone:?} is not an IANA time zone")));
                 }
-                if weekdays.iter().any(|d| *d > 6) {
+                if weekdays.len() > 7 || weekdays.iter().any(|d| *d > 6) {
                     return Err(Rejection::invalid("weekdays", "days are 0 (Monday) to 6 (Sunday)"));
                 }
                 if *start_minute >= 24 * 60 {
@@ -240,11 +253,14 @@ impl Schedule {
             Schedule::Recurring { time_zone, weekdays, start_minute, duration_ms } => {
                 use chrono::{Datelike, TimeZone};
                 let Ok(tz) = time_zone.parse::<chrono_tz::Tz>() else { return false };
-                let Some(now) = tz.timestamp_millis_opt(at_ms as i64).single() else { return false };
+                let Ok(at) = i64::try_from(at_ms) else { return false };
+                let Some(now) = tz.timestamp_millis_opt(at).single() else { return false };
                 // An occurrence that covers `at_ms` started on one of the last few local days.
                 let days_back = duration_ms.div_ceil(86_400_000) as i64;
                 (0..=days_back).any(|back| {
-                    let day = now.date_naive() - chrono::Duration::days(back);
+                    let Some(day) = now.date_naive().checked_sub_signed(chrono::Duration::days(back)) else {
+                        return false;
+                    };
                     if !weekdays.is_empty() && !weekdays.contains(&(day.weekday().num_days_from_monday() as u8)) {
                         return false;
                     }
@@ -260,8 +276,8 @@ impl Schedule {
                             }
                         }
                     };
-                    let start_ms = start.timestamp_millis() as u64;
-                    (start_ms..start_ms + duration_ms).contains(&at_ms)
+                    let Ok(start_ms) = u64::try_from(start.timestamp_millis()) else { return false };
+                    (start_ms..start_ms.saturating_add(*duration_ms)).contains(&at_ms)
                 })
             }
         }

@@ -122,8 +122,8 @@ impl LatencyStats {
 
 impl Bucket {
     pub fn fold(&mut self, checks: u64, failures: u64, lat: &LatencyStats) {
-        self.checks += checks;
-        self.failures += failures;
+        self.checks = self.checks.saturating_add(checks);
+        self.failures = self.failures.saturating_add(failures);
         if lat.count == 0 || lat.hist.len() != HIST_SLOTS {
             return;
         }
@@ -133,7 +133,7 @@ impl Bucket {
         }
         self.lat_min_us = self.lat_min_us.min(lat.min_us);
         self.lat_max_us = self.lat_max_us.max(lat.max_us);
-        self.lat_sum_us += lat.sum_us;
+        self.lat_sum_us = self.lat_sum_us.saturating_add(lat.sum_us);
         for (a, b) in self.hist.iter_mut().zip(&lat.hist) {
             *a = a.saturating_add(*b);
         }
@@ -160,8 +160,9 @@ impl Bucket {
 
 /// Uptime over buckets: the share of checks that did not fail, as a percentage.
 pub fn uptime_percent<'a>(buckets: impl IntoIterator<Item = &'a Bucket>) -> Option<f64> {
-    let (checks, failures) = buckets.into_iter().fold((0u64, 0u64), |(c, f), b| (c + b.checks, f + b.failures));
-    (checks > 0).then(|| 100.0 * (checks - failures) as f64 / checks as f64)
+    let (checks, failures) =
+        buckets.into_iter().fold((0u64, 0u64), |(c, f), b| (c.saturating_add(b.checks), f.saturating_add(b.failures)));
+    (checks > 0).then(|| 100.0 * checks.saturating_sub(failures) as f64 / checks as f64)
 }
 
 #[cfg(test)]

@@ -75,6 +75,22 @@ pub const MAX_INTERVAL_MS: u64 = 86_400_000;
 pub const MIN_TIMEOUT_MS: u64 = 100;
 const MAX_NAME_LEN: usize = 100;
 const MAX_CONFIRMATIONS: u32 = 100;
+/// Reminders at most a week apart: far from any overflow, and still a reminder.
+pub const MAX_RENOTIFY_MS: u64 = 7 * 86_400_000;
+/// Tags and channels per monitor.
+const MAX_LIST: usize = 32;
+const MAX_LABEL_LEN: usize = 64;
+
+/// A tag or channel name: 1 to 64 bytes, no control characters.
+fn label(field: &str, value: &str) -> Result<(), Rejection> {
+    if value.trim().is_empty() || value.len() > MAX_LABEL_LEN || value.chars().any(char::is_control) {
+        return Err(Rejection::invalid(
+            field,
+            format!("each must be 1 to {MAX_LABEL_LEN} bytes, no control characters"),
+        ));
+    }
+    Ok(())
+}
 
 impl MonitorDraft {
     /// The same rules run before proposal (for a clear error) and again in apply
@@ -109,8 +125,20 @@ impl MonitorDraft {
         if let QuorumRule::Count(0) = p.quorum {
             return Err(Rejection::invalid("quorum", "count must be at least 1"));
         }
-        if p.renotify_interval_ms != 0 && p.renotify_interval_ms < 60_000 {
-            return Err(Rejection::invalid("renotify_interval", "must be 0 (off) or at least 1m"));
+        if p.renotify_interval_ms != 0 && !(60_000..=MAX_RENOTIFY_MS).contains(&p.renotify_interval_ms) {
+            return Err(Rejection::invalid("renotify_interval", "must be 0 (off) or 1m to 7d"));
+        }
+        if p.channels.len() > MAX_LIST {
+            return Err(Rejection::invalid("channels", format!("at most {MAX_LIST}")));
+        }
+        for c in &p.channels {
+            label("channels", c)?;
+        }
+        if self.tags.len() > MAX_LIST {
+            return Err(Rejection::invalid("tags", format!("at most {MAX_LIST}")));
+        }
+        for t in &self.tags {
+            label("tags", t)?;
         }
         self.check.validate().map_err(|e| Rejection::invalid(e.field, e.message))?;
         Ok(())
