@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 use uptime_raft_store::typ::RaftMetrics;
-use uptime_raft_store::{codec, Command, NodeId, PeerNode, Raft, Request, Response, StateReader};
+use uptime_raft_store::{
+    codec, Command, NodeId, PeerNode, Raft, Request, Response, StateReader, MAX_BATCH, MAX_ENTRY_BYTES,
+};
 
 use crate::dto::{ClusterStatus, Member};
 use crate::error::ApiError;
@@ -103,6 +105,8 @@ type WriteResult = Result<Committed, RaftError<NodeId, ClientWriteError<NodeId, 
 /// A write waiting for the batcher.
 struct Pending {
     command: Command,
+    /// Encoded length, for the batch's byte budget.
+    bytes: usize,
     reply: oneshot::Sender<WriteResult>,
 }
 
@@ -115,22 +119,45 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// them all. A lone write is proposed as itself, so an idle cluster pays nothing.
 async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
         let Ok(permit) = slots.clone().acquire_owned().await else { return };
         // Whatever queued while we waited for a slot rides along.
-        let mut batch = vec![first];
-        while batch.len() < uptime_raft_store::MAX_BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
+        let (batch, next) = fill_batch(first, &mut rx);
+        carried = next;
         let raft = raft.clone();
         tokio::spawn(async move {
             let _permit = permit;
             propose_batch(&raft, batch).await;
         });
     }
+}
+
+/// One batch: `first` and what is queued behind it, up to [`MAX_BATCH`]
+/// commands and [`MAX_ENTRY_BYTES`] (the sum of the commands' encodings bounds
+/// the batch's); the first write that would not fit is handed back to start
+/// the next batch.
+fn fill_batch(first: Pending, rx: &mut mpsc::Receiver<Pending>) -> (Vec<Pending>, Option<Pending>) {
+    let mut bytes = first.bytes;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(p) if bytes.saturating_add(p.bytes) > MAX_ENTRY_BYTES => return (batch, Some(p)),
+            Ok(p) => {
+                bytes += p.bytes;
+                batch.push(p);
+            }
+            Err(_) => break,
+        }
+    }
+    (batch, None)
 }
 
 async fn propose_batch(raft: &Raft, mut batch: Vec<Pending>) {
@@ -247,6 +274,7 @@ impl Cluster {
     /// Proposes a command through the leader, wherever it is.
     pub async fn write(&self, command: Command) -> Result<Response, ApiError> {
         command.validate()?;
+        command.check_size()?;
         match self.leader_op(LeaderOp::Write(command)).await? {
             Response::Rejected(r) => Err(r.into()),
             other => Ok(other),
@@ -351,8 +379,12 @@ impl Cluster {
         let fut = async {
             match op {
                 LeaderOp::Write(command) => {
+                    let bytes = match command.check_size() {
+                        Ok(bytes) => bytes,
+                        Err(r) => return Ok(Committed { index: 0, response: Response::Rejected(r) }),
+                    };
                     let (reply, answer) = oneshot::channel();
-                    if self.inner.batcher.send(Pending { command, reply }).await.is_err() {
+                    if self.inner.batcher.send(Pending { command, bytes, reply }).await.is_err() {
                         return Err(RaftError::Fatal(openraft::error::Fatal::Stopped));
                     }
                     match answer.await {
@@ -549,5 +581,41 @@ impl Cluster {
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(bytes: usize) -> Pending {
+        let (reply, _) = oneshot::channel();
+        Pending { command: Command::Tick, bytes, reply }
+    }
+
+    /// Issue 9, defect 9: group commit gathered up to 1 024 queued writes into
+    /// one entry whatever their size, so a burst of large writes made one entry
+    /// past any message limit. A batch now stops before its byte budget.
+    #[tokio::test]
+    async fn a_batch_stops_before_its_byte_budget_and_carries_the_rest() {
+        let (tx, mut rx) = mpsc::channel(MAX_BATCH + 16);
+        let third = MAX_ENTRY_BYTES / 3;
+        for _ in 0..4 {
+            tx.send(pending(third)).await.unwrap();
+        }
+        let first = rx.recv().await.unwrap();
+        let (batch, carried) = fill_batch(first, &mut rx);
+        assert_eq!(batch.len(), 3);
+        assert!(batch.iter().map(|p| p.bytes).sum::<usize>() <= MAX_ENTRY_BYTES);
+        let (batch, carried) = fill_batch(carried.expect("the fourth write starts the next batch"), &mut rx);
+        assert_eq!((batch.len(), carried.is_none()), (1, true));
+
+        for _ in 0..(MAX_BATCH + 5) {
+            tx.send(pending(1)).await.unwrap();
+        }
+        drop(tx);
+        let first = rx.recv().await.unwrap();
+        let (batch, carried) = fill_batch(first, &mut rx);
+        assert_eq!((batch.len(), carried.is_none()), (MAX_BATCH, true));
     }
 }

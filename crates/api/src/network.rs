@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -102,6 +104,9 @@ impl PeerNetworkFactory {
 
 /// Snapshot chunks and large append batches stay well under this.
 pub(crate) const MAX_MESSAGE: usize = 64 << 20;
+/// An AppendEntries request stays under this (half the message limit, for the
+/// envelope and slack); a larger one is split by openraft.
+pub(crate) const MAX_APPEND_BYTES: usize = MAX_MESSAGE / 2;
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetworkFactory {
     type Network = PeerConnection;
@@ -136,6 +141,20 @@ impl PeerConnection {
         E: std::error::Error + DeserializeOwned,
     {
         let payload = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.send(method, payload, option).await
+    }
+
+    /// Sends one encoded Raft RPC.
+    async fn send<Resp, E>(
+        &self,
+        method: Method,
+        payload: Vec<u8>,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, PeerNode, RaftError<NodeId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let mut client = self.factory.client(&self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut request = tonic::Request::new(RaftPayload { payload });
         request.set_timeout(option.hard_ttl());
@@ -183,7 +202,15 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         if let Some(last) = last {
             uptime_raft_store::commit_path!("replicate_send", last, to = self.target);
         }
-        let result = self.call(Method::Append, &rpc, &option).await;
+        let entries = rpc.entries.len();
+        let payload = codec::encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if payload.len() > MAX_APPEND_BYTES && entries > 1 {
+            // openraft sends fewer entries next time (the hint, for a while):
+            // a request over the peer's message limit would fail on every retry.
+            let fit = (entries as u128 * MAX_APPEND_BYTES as u128 / payload.len() as u128) as u64;
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(fit.max(1))));
+        }
+        let result = self.send(Method::Append, payload, &option).await;
         if let Some(last) = last {
             uptime_raft_store::commit_path!("replicate_ack", last, to = self.target);
         }
@@ -204,5 +231,44 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<VoteResponse, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
         self.call(Method::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
+    use uptime_raft_store::typ::Entry;
+    use uptime_raft_store::{Command, Request};
+
+    use super::*;
+
+    /// Issue 9, defect 9: openraft sends up to 300 entries per AppendEntries;
+    /// with large entries the request outgrew the peer's message limit and
+    /// failed on every retry, so the follower never caught up. An over-large
+    /// request is reported to openraft, which sends fewer entries.
+    #[tokio::test]
+    async fn an_append_too_large_for_one_message_is_split_by_openraft() {
+        let mut factory = PeerNetworkFactory::new(None, PeerHealth::default());
+        // Nothing listens here: a request that is sent fails as unreachable.
+        let node = PeerNode { peer_addr: "127.0.0.1:9".into(), api_addr: String::new() };
+        let mut peer = factory.new_client(2, &node).await;
+        let value = "v".repeat(200_000);
+        let entries: Vec<Entry> = (1..=300)
+            .map(|i| Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+                payload: EntryPayload::Normal(Request {
+                    at_ms: 0,
+                    command: Command::SetSetting { key: "k".into(), value: value.clone() },
+                }),
+            })
+            .collect();
+        let rpc = AppendEntriesRequest { vote: Vote::new(1, 1), prev_log_id: None, leader_commit: None, entries };
+        match peer.append_entries(rpc, RPCOption::new(Duration::from_secs(1))).await {
+            Err(RPCError::PayloadTooLarge(too_large)) => {
+                let hint = too_large.entries_hint() as usize;
+                assert!(hint >= 1 && hint * value.len() <= MAX_APPEND_BYTES, "hint {hint}");
+            }
+            other => panic!("expected PayloadTooLarge, got {other:?}"),
+        }
     }
 }

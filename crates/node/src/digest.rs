@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -76,6 +77,10 @@ fn store_err(e: impl Into<redb::Error>) -> Error {
 #[derive(Clone)]
 pub struct Outbox {
     db: Arc<Database>,
+    /// The highest seq that may have reached a leader (sent, answer perhaps
+    /// lost): digests up to it are never coalesced (invariant 3). At open every
+    /// digest already in the outbox counts as sent: the last run may have sent it.
+    sent: Arc<AtomicU64>,
 }
 
 impl Outbox {
@@ -89,7 +94,18 @@ impl Outbox {
         txn.open_table(DIGESTS).map_err(store_err)?;
         txn.open_table(META).map_err(store_err)?;
         txn.commit().map_err(store_err)?;
-        Ok(Outbox { db: Arc::new(db) })
+        let last = {
+            let txn = db.begin_read().map_err(store_err)?;
+            let table = txn.open_table(DIGESTS).map_err(store_err)?;
+            let last = table.last().map_err(store_err)?.map(|(k, _)| k.value());
+            last.unwrap_or(0)
+        };
+        Ok(Outbox { db: Arc::new(db), sent: Arc::new(AtomicU64::new(last)) })
+    }
+
+    /// Records that digests up to `seq` are about to be sent to a leader.
+    pub fn mark_sent(&self, seq: u64) {
+        self.sent.fetch_max(seq, Ordering::AcqRel);
     }
 
     /// Seals `results` as the next digest, durably.
@@ -135,6 +151,24 @@ impl Outbox {
         Ok(out)
     }
 
+    /// The oldest digests to send in one proposal: up to `limit` of them, and no
+    /// more than `max_bytes` of encoded digests (always at least one), so the
+    /// proposal fits one log entry ([`uptime_raft_store::MAX_ENTRY_BYTES`]).
+    pub fn next_batch(&self, limit: usize, max_bytes: usize) -> Result<Vec<Digest>, Error> {
+        let txn = self.db.begin_read().map_err(store_err)?;
+        let table = txn.open_table(DIGESTS).map_err(store_err)?;
+        let (mut out, mut bytes) = (Vec::new(), 0usize);
+        for row in table.iter().map_err(store_err)?.take(limit) {
+            let (_, v) = row.map_err(store_err)?;
+            bytes = bytes.saturating_add(v.value().len());
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(codec::decode(v.value()).map_err(|e| Error::Store(e.into()))?);
+        }
+        Ok(out)
+    }
+
     pub fn len(&self) -> Result<usize, Error> {
         let txn = self.db.begin_read().map_err(store_err)?;
         Ok(txn.open_table(DIGESTS).map_err(store_err)?.len().map_err(store_err)? as usize)
@@ -152,17 +186,33 @@ impl Outbox {
         Ok(())
     }
 
-    /// Folds the oldest digests into one so at most `max` remain (invariant 3).
-    /// The merged digest keeps the newest seq of those it replaces, so seqs stay
-    /// increasing and apply still drops it if it has seen that seq.
+    /// Folds the oldest unsent digests into one so at most `max` remain, as far
+    /// as unsent digests allow (invariant 3). The merged digest keeps the newest
+    /// seq of those it replaces, so seqs stay increasing. A digest that may have
+    /// been sent is never folded: it may have been applied with its answer
+    /// lost, and folded into a digest with a newer seq its checks would enter
+    /// the history twice; sent alone again, apply drops it as seen.
     pub fn coalesce(&self, max: usize) -> Result<usize, Error> {
         let len = self.len()?;
         if len <= max {
             return Ok(0);
         }
         let fold = len - max + 1;
-        let oldest = self.pending(fold)?;
-        let Some(last) = oldest.last() else { return Ok(0) };
+        let sent = self.sent.load(Ordering::Acquire);
+        let oldest: Vec<Digest> = {
+            let txn = self.db.begin_read().map_err(store_err)?;
+            let table = txn.open_table(DIGESTS).map_err(store_err)?;
+            let mut out = Vec::new();
+            for row in table.range(sent.saturating_add(1)..).map_err(store_err)?.take(fold) {
+                let (_, v) = row.map_err(store_err)?;
+                out.push(codec::decode(v.value()).map_err(|e| Error::Store(e.into()))?);
+            }
+            out
+        };
+        if oldest.len() < 2 {
+            return Ok(0);
+        }
+        let (Some(first), Some(last)) = (oldest.first(), oldest.last()) else { return Ok(0) };
         let mut merged: BTreeMap<u64, MonitorResult> = BTreeMap::new();
         let mut windows = 0u32;
         for d in &oldest {
@@ -188,11 +238,11 @@ impl Outbox {
         let txn = uptime_raft_store::begin_durable(&self.db)?;
         {
             let mut t = txn.open_table(DIGESTS).map_err(store_err)?;
-            t.retain_in(..=last.seq, |_, _| false).map_err(store_err)?;
+            t.retain_in(first.seq..=last.seq, |_, _| false).map_err(store_err)?;
             t.insert(last.seq, bytes.as_slice()).map_err(store_err)?;
         }
         txn.commit().map_err(store_err)?;
-        Ok(fold - 1)
+        Ok(oldest.len() - 1)
     }
 }
 
@@ -324,6 +374,10 @@ fn lose_answer() -> bool {
     false
 }
 
+/// Encoded digests in one proposal at most: a margin under the entry limit for
+/// the command's own framing.
+const PROPOSAL_BYTES: usize = uptime_raft_store::MAX_ENTRY_BYTES - (64 << 10);
+
 /// Sends outbox digests to the leader until each is confirmed (invariant 2).
 pub async fn propose(
     cluster: Cluster,
@@ -338,7 +392,7 @@ pub async fn propose(
         if outbox.coalesce(config.max_backlog).unwrap_or(0) > 0 {
             warn!(max = config.max_backlog, "digest backlog coalesced (is the leader reachable?)");
         }
-        let pending = match outbox.pending(config.batch) {
+        let pending = match outbox.next_batch(config.batch, PROPOSAL_BYTES) {
             Ok(p) => p,
             Err(e) => {
                 warn!(error = %e, "cannot read the digest outbox");
@@ -349,7 +403,8 @@ pub async fn propose(
             Duration::from_secs(1)
         } else {
             let high = pending.last().map(|d| d.seq).unwrap_or(0);
-            let full = pending.len() == config.batch;
+            let full = pending.len() == config.batch || outbox.len().is_ok_and(|n| n > pending.len());
+            outbox.mark_sent(high);
             match cluster.write(Command::Digests { node_id, digests: pending }).await {
                 Ok(Response::Digests { .. }) if lose_answer() => {
                     debug!(high, "failpoint: the leader's answer is dropped; the digests will be sent again");
@@ -557,5 +612,34 @@ mod tests {
         assert_eq!(total, 20, "no check is lost to coalescing");
         assert_eq!(left.last().unwrap().results[0].last_status, CheckStatus::Down);
         assert_eq!(o.coalesce(4).unwrap(), 0);
+    }
+
+    /// Issue 9, defect 10: coalescing folded digests that had been sent (and
+    /// perhaps applied, the answer lost) together with newer ones into one
+    /// digest with a newer seq, so apply took their checks a second time.
+    #[test]
+    fn a_digest_that_may_have_been_sent_is_never_coalesced() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(&dir.path().join("d.redb")).unwrap();
+        let seqs: Vec<u64> = (0..10).map(|_| o.push(vec![result(7, 2, CheckStatus::Up)]).unwrap()).collect();
+        // The first four went to a leader whose answer was lost.
+        let sent_before = o.pending(4).unwrap();
+        o.mark_sent(seqs[3]);
+        assert_eq!(o.coalesce(4).unwrap(), 5);
+        let left = o.pending(100).unwrap();
+        assert_eq!(&left[..4], &sent_before[..], "a sent digest was folded into a newer one");
+        assert_eq!((left[4].seq, left[4].coalesced), (seqs[9], 5));
+        let total: u64 = left.iter().flat_map(|d| &d.results).map(|r| r.checks).sum();
+        assert_eq!(total, 20, "no check is lost to coalescing");
+
+        // After a restart, whatever is in the outbox may have been sent.
+        drop(o);
+        let o = Outbox::open(&dir.path().join("d.redb")).unwrap();
+        for _ in 0..6 {
+            o.push(vec![result(7, 2, CheckStatus::Up)]).unwrap();
+        }
+        let before = o.pending(5).unwrap();
+        o.coalesce(4).unwrap();
+        assert_eq!(&o.pending(5).unwrap()[..], &before[..]);
     }
 }

@@ -550,7 +550,7 @@ impl<'t> Apply<'t> {
         };
         inc.state = IncidentState::Resolved;
         inc.resolved_at_ms = Some(self.now);
-        inc.timeline.push(self.event(by, "resolved", text));
+        inc.record(self.event(by, "resolved", text));
         self.put(INCIDENTS, &id_key(id), &inc)?;
         let monitor = match inc.monitor_id {
             Some(m) => {
@@ -632,7 +632,7 @@ impl<'t> Apply<'t> {
                 }
                 inc.state = IncidentState::Acknowledged;
                 inc.acknowledged_at_ms = Some(self.now);
-                inc.timeline.push(self.event(by, "acknowledged", ""));
+                inc.record(self.event(by, "acknowledged", ""));
             }
             IncidentCommand::Resolve { by, .. } => {
                 if inc.state == IncidentState::Resolved {
@@ -664,21 +664,21 @@ impl<'t> Apply<'t> {
                 inc.resolved_at_ms = None;
                 inc.acknowledged_at_ms = None;
                 inc.last_notified_at_ms = self.now;
-                inc.timeline.push(self.event(by, "reopened", ""));
+                inc.record(self.event(by, "reopened", ""));
                 self.put(INCIDENTS, &id_key(id), &inc)?;
                 let monitor = inc.monitor_id.map(|m| self.monitor(m)).transpose()?.flatten();
                 self.notify(&inc, monitor.as_ref().map(|m| &m.policy), NotificationKind::Open)?;
                 return Ok(Response::Incident(inc));
             }
-            IncidentCommand::Note { by, text, .. } => inc.timeline.push(self.event(by, "note", text.clone())),
+            IncidentCommand::Note { by, text, .. } => inc.record(self.event(by, "note", text.clone())),
             IncidentCommand::Assign { by, assignee, .. } => {
                 inc.assignee = assignee.clone();
                 let text = assignee.clone().unwrap_or_else(|| "unassigned".into());
-                inc.timeline.push(self.event(by, "assigned", text));
+                inc.record(self.event(by, "assigned", text));
             }
             IncidentCommand::SetSeverity { by, severity, .. } => {
                 inc.severity = *severity;
-                inc.timeline.push(self.event(by, "severity", severity.as_str()));
+                inc.record(self.event(by, "severity", severity.as_str()));
             }
             IncidentCommand::Declare { .. } => unreachable!("handled above"),
         }

@@ -120,6 +120,11 @@ impl Rejection {
 const MAX_SETTING_BYTES: usize = 64 * 1024;
 /// Commands per batch entry at most.
 pub const MAX_BATCH: usize = 1024;
+/// Encoded bytes of one log entry's command at most: a single command larger
+/// than this is refused before it is proposed, and group commit stops adding
+/// commands to a batch before it would pass it. Far below the peer message
+/// limit, so any entry fits an AppendEntries request on its own.
+pub const MAX_ENTRY_BYTES: usize = 8 << 20;
 const MAX_TEXT: usize = 4096;
 /// Digests in one entry, and results in one digest (one per monitor).
 const MAX_DIGESTS: usize = 4096;
@@ -141,6 +146,19 @@ fn non_empty(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
 }
 
 impl Command {
+    /// Refuses a command whose encoding exceeds [`MAX_ENTRY_BYTES`]; returns
+    /// its encoded length otherwise (for group commit's byte budget).
+    pub fn check_size(&self) -> Result<usize, Rejection> {
+        let len = crate::codec::encoded_len(self).map_err(|e| Rejection::invalid("command", e.to_string()))?;
+        if len > MAX_ENTRY_BYTES {
+            return Err(Rejection::invalid(
+                "command",
+                format!("{len} bytes once encoded; one write holds at most {MAX_ENTRY_BYTES}"),
+            ));
+        }
+        Ok(len)
+    }
+
     /// Checks that need no state; apply repeats them.
     pub fn validate(&self) -> Result<(), Rejection> {
         match self {

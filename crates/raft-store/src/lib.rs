@@ -38,13 +38,14 @@ mod tables;
 mod types;
 
 pub use command::IncidentCommand;
-pub use command::{Command, RejectCode, Rejection, Request, Response, MAX_BATCH};
+pub use command::{Command, RejectCode, Rejection, Request, Response, MAX_BATCH, MAX_ENTRY_BYTES};
 pub use error::Error;
 pub use floor::SnapshotFloor;
 pub use log_store::{begin_durable, refuse_empty_file, LogStore, DEFAULT_LOG_CACHE};
 pub use model::{
     AlertPolicy, Digest, Incident, IncidentState, MaintenanceWindow, Monitor, MonitorDraft, MonitorResult,
     Notification, NotificationKind, NotificationState, Observation, Schedule, Severity, TimelineEvent, Verdict,
+    MAX_TIMELINE,
 };
 pub use snapshot::SnapshotFile;
 pub use state_machine::{StateHash, StateMachineStore, StateReader, DEFAULT_STATE_CACHE};

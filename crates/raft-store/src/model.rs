@@ -252,6 +252,11 @@ pub struct TimelineEvent {
     pub text: String,
 }
 
+/// Events an incident's timeline keeps: its first (how it opened) and the
+/// latest ones. A row stays well under what a snapshot may hold (4 KiB notes:
+/// about 2 MiB), and a note costs a bounded rewrite.
+pub const MAX_TIMELINE: usize = 500;
+
 /// An incident. Never deleted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
@@ -267,7 +272,18 @@ pub struct Incident {
     pub resolved_at_ms: Option<u64>,
     /// When the last open or reminder notification was written.
     pub last_notified_at_ms: u64,
+    /// At most [`MAX_TIMELINE`] events: past that, the oldest after the first go.
     pub timeline: Vec<TimelineEvent>,
+}
+
+impl Incident {
+    /// Appends `event`, dropping the oldest event after the first when full.
+    pub fn record(&mut self, event: TimelineEvent) {
+        self.timeline.push(event);
+        if self.timeline.len() > MAX_TIMELINE {
+            self.timeline.remove(1);
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -156,6 +156,17 @@ pub(crate) fn write_records<W: Write>(txn: &ReadTransaction, out: W) -> Result<(
         for row in table.iter().map_err(db)? {
             let (k, v) = row.map_err(db)?;
             let (k, v) = (k.value(), v.value());
+            if k.len() > MAX_FIELD as usize || v.len() > MAX_FIELD as usize {
+                // What the reader would refuse is refused here, with its name,
+                // rather than sent to every follower as an unreadable snapshot.
+                return Err(Error::Task {
+                    message: format!(
+                        "a row of table {} is {} bytes, over the snapshot limit of {MAX_FIELD}",
+                        def.name(),
+                        k.len() + v.len()
+                    ),
+                });
+            }
             w.write_all(&[TAG_ROW]).map_err(io)?;
             w.write_all(&(k.len() as u32).to_be_bytes()).map_err(io)?;
             w.write_all(&(v.len() as u32).to_be_bytes()).map_err(io)?;
@@ -332,4 +343,32 @@ impl Reader {
 /// Lowercase hex of a hash.
 pub(crate) fn hex(hash: &[u8; 32]) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::ReadableDatabase;
+
+    use super::*;
+
+    /// Issue 9, defect 9: the writer accepted rows the reader refuses, so one
+    /// large row made every snapshot after it unreadable on the receiving end.
+    #[test]
+    fn the_writer_refuses_a_row_the_reader_would_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("s.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        for t in TABLES {
+            txn.open_table(t).unwrap();
+        }
+        let big = vec![7u8; MAX_FIELD as usize + 1];
+        txn.open_table(TABLES[0]).unwrap().insert(b"k".as_slice(), big.as_slice()).unwrap();
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        let path = dir.path().join("snap");
+        let file = File::create(&path).unwrap();
+        let meta = SnapshotMeta::default();
+        let err = write_file(&read, &meta, &file, &path).expect_err("an unreadable snapshot was written");
+        assert!(err.to_string().contains("row"), "{err}");
+    }
 }

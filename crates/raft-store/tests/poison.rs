@@ -97,6 +97,36 @@ async fn a_huge_renotify_interval_is_refused_and_never_overflows() {
     assert_eq!(kinds, vec![NotificationKind::Open]);
 }
 
+/// Issue 9, defect 9: each note appended to the incident's row with no cap;
+/// about 15k notes made a row larger than a snapshot reader accepts, so every
+/// snapshot after it was unreadable, and each note rewrote the whole row.
+#[tokio::test]
+async fn an_incident_timeline_is_capped_and_keeps_its_first_and_latest_events() {
+    let t0 = 1_800_000_000_000;
+    let mut s = Store::new();
+    let declared = s
+        .run(
+            t0,
+            Command::Incident(IncidentCommand::Declare {
+                title: "t".into(),
+                severity: Severity::Minor,
+                monitor_id: None,
+                by: "ann".into(),
+            }),
+        )
+        .await;
+    let Response::Incident(inc) = declared else { panic!("{declared:?}") };
+    for i in 0..600 {
+        let note =
+            IncidentCommand::Note { id: inc.id, by: "bob".into(), text: format!("note {i} {}", "x".repeat(1000)) };
+        assert!(matches!(s.run(t0 + i, Command::Incident(note)).await, Response::Incident(_)));
+    }
+    let inc = s.sm.reader().get_incident(inc.id).unwrap().unwrap();
+    assert!(inc.timeline.len() <= uptime_raft_store::MAX_TIMELINE, "{} events", inc.timeline.len());
+    assert_eq!(inc.timeline[0].kind, "opened");
+    assert!(inc.timeline.last().unwrap().text.starts_with("note 599 "));
+}
+
 // === random and extreme commands ===
 
 fn extreme_u64() -> impl Strategy<Value = u64> {
