@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
@@ -16,10 +16,11 @@ use uptime_raft_store::{
     codec, Command, NodeId, PeerNode, Raft, Request, Response, StateReader, MAX_BATCH, MAX_ENTRY_BYTES,
 };
 
+use crate::clock::{ClusterClock, SystemClock, Unconfirmed, WallClock};
 use crate::dto::{ClusterStatus, Member};
 use crate::error::ApiError;
 use crate::network::PeerNetworkFactory;
-use crate::pb::{ClusterStatusRequest, RaftPayload, ReadIndexReply, ReadIndexRequest};
+use crate::pb::{ClockRequest, ClusterStatusRequest, RaftPayload, ReadIndexReply, ReadIndexRequest};
 
 /// How the cluster handle behaves; durations bound every wait.
 #[derive(Clone, Debug)]
@@ -93,6 +94,8 @@ struct Inner {
     raft: Raft,
     reader: StateReader,
     peers: PeerNetworkFactory,
+    /// What the leader stamps entries with (see [`crate::clock`]).
+    clock: ClusterClock,
     /// Writes on the leader go through the batcher (group commit).
     batcher: mpsc::Sender<Pending>,
     /// The highest log index of a write this node answered: local reads wait
@@ -100,7 +103,15 @@ struct Inner {
     written: std::sync::atomic::AtomicU64,
 }
 
-type WriteResult = Result<Committed, RaftError<NodeId, ClientWriteError<NodeId, PeerNode>>>;
+type WriteResult = Result<Committed, WriteError>;
+
+/// Why the batcher did not commit a write.
+#[derive(Clone, Debug)]
+enum WriteError {
+    /// No stamp could be given (see [`crate::clock`]): nothing was proposed.
+    Unstamped(Unconfirmed),
+    Raft(RaftError<NodeId, ClientWriteError<NodeId, PeerNode>>),
+}
 
 /// A write waiting for the batcher.
 struct Pending {
@@ -117,7 +128,7 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// Group commit on the leader: concurrent writes become one log entry
 /// (`Command::Batch`), so one append, one fsync and one replication round serve
 /// them all. A lone write is proposed as itself, so an idle cluster pays nothing.
-async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
+async fn batcher(raft: Raft, clock: ClusterClock, me: NodeId, mut rx: mpsc::Receiver<Pending>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
     let mut carried: Option<Pending> = None;
     loop {
@@ -132,10 +143,10 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
         // Whatever queued while we waited for a slot rides along.
         let (batch, next) = fill_batch(first, &mut rx);
         carried = next;
-        let raft = raft.clone();
+        let (raft, clock) = (raft.clone(), clock.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            propose_batch(&raft, batch).await;
+            propose_batch(&raft, &clock, me, batch).await;
         });
     }
 }
@@ -160,14 +171,25 @@ fn fill_batch(first: Pending, rx: &mut mpsc::Receiver<Pending>) -> (Vec<Pending>
     (batch, None)
 }
 
-async fn propose_batch(raft: &Raft, mut batch: Vec<Pending>) {
+async fn propose_batch(raft: &Raft, clock: &ClusterClock, me: NodeId, mut batch: Vec<Pending>) {
+    let voters: BTreeSet<NodeId> = raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+    let at_ms = match clock.stamp(me, &voters) {
+        Ok(at_ms) => at_ms,
+        Err(e) => {
+            for p in batch {
+                let _ = p.reply.send(Err(WriteError::Unstamped(e.clone())));
+            }
+            return;
+        }
+    };
     if batch.len() == 1 {
         let p = batch.pop().expect("one pending write");
         let started = std::time::Instant::now();
         let result = raft
-            .client_write(Request { at_ms: now_ms(), command: p.command })
+            .client_write(Request { at_ms, command: p.command })
             .await
-            .map(|r| Committed { index: r.log_id.index, response: r.data });
+            .map(|r| Committed { index: r.log_id.index, response: r.data })
+            .map_err(WriteError::Raft);
         if let Ok(c) = &result {
             uptime_raft_store::commit_path!("client_write_done", c.index, us = started.elapsed().as_micros() as u64);
         }
@@ -177,7 +199,7 @@ async fn propose_batch(raft: &Raft, mut batch: Vec<Pending>) {
     let (commands, replies): (Vec<Command>, Vec<oneshot::Sender<WriteResult>>) =
         batch.into_iter().map(|p| (p.command, p.reply)).unzip();
     let n = replies.len();
-    match raft.client_write(Request { at_ms: now_ms(), command: Command::Batch(commands) }).await {
+    match raft.client_write(Request { at_ms, command: Command::Batch(commands) }).await {
         Ok(r) => {
             let index = r.log_id.index;
             let responses = match r.data {
@@ -191,7 +213,7 @@ async fn propose_batch(raft: &Raft, mut batch: Vec<Pending>) {
         }
         Err(e) => {
             for reply in replies {
-                let _ = reply.send(Err(e.clone()));
+                let _ = reply.send(Err(WriteError::Raft(e.clone())));
             }
         }
     }
@@ -235,8 +257,45 @@ async fn promoter(raft: Raft) {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+/// How often every node samples every voter's clock, and how long a sample counts.
+const CLOCK_SAMPLE_EVERY: Duration = Duration::from_millis(500);
+const CLOCK_FRESH_FOR: Duration = Duration::from_secs(5);
+
+/// Samples the wall clock of every other voter (see [`crate::clock`]), on every
+/// node, so a node that becomes leader can stamp at once. Ends when Raft shuts down.
+async fn clock_sampler(raft: Raft, peers: PeerNetworkFactory, clock: ClusterClock, me: NodeId) {
+    let mut metrics = raft.metrics();
+    let mut ticker = tokio::time::interval(CLOCK_SAMPLE_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if metrics.has_changed().is_err() {
+            return;
+        }
+        let targets: Vec<(NodeId, String)> = {
+            let m = metrics.borrow_and_update();
+            let membership = m.membership_config.membership();
+            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+            membership
+                .nodes()
+                .filter(|(id, _)| **id != me && voters.contains(id))
+                .map(|(id, n)| (*id, n.peer_addr.clone()))
+                .collect()
+        };
+        let samples = targets.into_iter().map(|(id, addr)| {
+            let (peers, clock) = (peers.clone(), clock.clone());
+            async move {
+                let Ok(mut client) = peers.client(&addr) else { return };
+                let sent = tokio::time::Instant::now();
+                let mut request = tonic::Request::new(ClockRequest {});
+                request.set_timeout(CLOCK_SAMPLE_EVERY);
+                if let Ok(reply) = client.clock(request).await {
+                    clock.record(id, reply.into_inner().now_ms, sent, tokio::time::Instant::now());
+                }
+            }
+        });
+        futures::future::join_all(samples).await;
+    }
 }
 
 impl Cluster {
@@ -244,11 +303,30 @@ impl Cluster {
     /// ends when the last clone of this handle is dropped, and the promoter of
     /// learners, which ends with Raft.
     pub fn new(config: ClusterConfig, raft: Raft, reader: StateReader, peers: PeerNetworkFactory) -> Self {
+        Cluster::with_clock(config, raft, reader, peers, Arc::new(SystemClock::new()))
+    }
+
+    /// [`Cluster::new`] with the wall clock this node stamps and answers with.
+    pub fn with_clock(
+        config: ClusterConfig,
+        raft: Raft,
+        reader: StateReader,
+        peers: PeerNetworkFactory,
+        wall: Arc<dyn WallClock>,
+    ) -> Self {
+        let clock = ClusterClock::new(wall, CLOCK_FRESH_FOR);
+        let me = config.node_id;
         let (tx, rx) = mpsc::channel(BATCH_QUEUE);
-        tokio::spawn(batcher(raft.clone(), rx));
+        tokio::spawn(batcher(raft.clone(), clock.clone(), me, rx));
         tokio::spawn(promoter(raft.clone()));
+        tokio::spawn(clock_sampler(raft.clone(), peers.clone(), clock.clone(), me));
         let written = std::sync::atomic::AtomicU64::new(0);
-        Cluster { inner: Arc::new(Inner { config, raft, reader, peers, batcher: tx, written }) }
+        Cluster { inner: Arc::new(Inner { config, raft, reader, peers, clock, batcher: tx, written }) }
+    }
+
+    /// The cluster's time as this node sees it.
+    pub fn clock(&self) -> &ClusterClock {
+        &self.inner.clock
     }
 
     pub fn raft(&self) -> &Raft {
@@ -374,24 +452,15 @@ impl Cluster {
     /// Carries out `op` on this node, which must be the leader. The leader stamps
     /// writes with its clock here: entries carry the leader's time (DESIGN.md).
     pub(crate) async fn execute_local(&self, op: LeaderOp) -> Result<Committed, OpError> {
+        let op = match op {
+            LeaderOp::Write(command) => return self.write_local(command).await,
+            op => op,
+        };
         let raft = &self.inner.raft;
         let timeout = self.inner.config.write_timeout;
         let fut = async {
             match op {
-                LeaderOp::Write(command) => {
-                    let bytes = match command.check_size() {
-                        Ok(bytes) => bytes,
-                        Err(r) => return Ok(Committed { index: 0, response: Response::Rejected(r) }),
-                    };
-                    let (reply, answer) = oneshot::channel();
-                    if self.inner.batcher.send(Pending { command, bytes, reply }).await.is_err() {
-                        return Err(RaftError::Fatal(openraft::error::Fatal::Stopped));
-                    }
-                    match answer.await {
-                        Ok(result) => result,
-                        Err(_) => Err(RaftError::Fatal(openraft::error::Fatal::Stopped)),
-                    }
-                }
+                LeaderOp::Write(_) => unreachable!("writes are carried out by write_local"),
                 LeaderOp::AddNode { id, node } => {
                     // The new node joins as a learner, catches up (by snapshot, for a
                     // large state that takes longer than a request waits), then the
@@ -448,6 +517,42 @@ impl Cluster {
                 Err(OpError::Refused { message: e.to_string() })
             }
             Ok(Err(RaftError::Fatal(f))) => Err(OpError::Unavailable { message: format!("raft stopped: {f}") }),
+            Err(_) => {
+                Err(OpError::Unknown { message: format!("not committed within {timeout:?}; it may still commit") })
+            }
+        }
+    }
+
+    /// Proposes `command` through this node's batcher. Only an answer that says
+    /// nothing was proposed (not the leader, no stamp) may be retried; once the
+    /// batcher has proposed, anything but a definite answer (a timeout, Raft
+    /// stopping under it) is an unknown outcome: the entry may still commit, and
+    /// retrying it on the next leader could apply it twice.
+    async fn write_local(&self, command: Command) -> Result<Committed, OpError> {
+        let bytes = match command.check_size() {
+            Ok(bytes) => bytes,
+            Err(r) => return Ok(Committed { index: 0, response: Response::Rejected(r) }),
+        };
+        let timeout = self.inner.config.write_timeout;
+        let (reply, answer) = oneshot::channel();
+        if self.inner.batcher.send(Pending { command, bytes, reply }).await.is_err() {
+            return Err(OpError::Unavailable { message: "this node is shutting down".into() });
+        }
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(Ok(committed))) => Ok(committed),
+            Ok(Ok(Err(WriteError::Unstamped(e)))) => Err(OpError::Unavailable { message: e.to_string() }),
+            Ok(Ok(Err(WriteError::Raft(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))))) => {
+                Err(OpError::NotLeader { leader: f.leader_id })
+            }
+            Ok(Ok(Err(WriteError::Raft(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))))) => {
+                Err(OpError::Refused { message: e.to_string() })
+            }
+            Ok(Ok(Err(WriteError::Raft(RaftError::Fatal(f))))) => Err(OpError::Unknown {
+                message: format!("raft stopped after the write was proposed ({f}); it may have committed"),
+            }),
+            Ok(Err(_)) => Err(OpError::Unknown {
+                message: "the write was dropped after it was proposed; it may have committed".into(),
+            }),
             Err(_) => {
                 Err(OpError::Unknown { message: format!("not committed within {timeout:?}; it may still commit") })
             }
@@ -551,6 +656,8 @@ impl Cluster {
         status.last_log_index = local.last_log_index;
         status.snapshot_index = local.snapshot_index;
         status.purged_index = local.purged_index;
+        status.state_time_ms = local.state_time_ms;
+        status.clock_skew_ms = local.clock_skew_ms;
         Some(status)
     }
 
@@ -580,6 +687,8 @@ impl Cluster {
             last_log_index: m.last_log_index.unwrap_or(0),
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
+            state_time_ms: self.inner.reader.clock_ms().unwrap_or(0),
+            clock_skew_ms: self.inner.clock.skew_ms(me, &voters),
         }
     }
 }

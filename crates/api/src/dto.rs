@@ -37,6 +37,14 @@ pub struct ClusterStatus {
     pub snapshot_index: Option<u64>,
     /// Index of the last entry purged from the log.
     pub purged_index: Option<u64>,
+    /// The replicated state's clock on the answering node (Unix ms): the voters'
+    /// median time as of its last applied entry.
+    #[serde(default)]
+    pub state_time_ms: u64,
+    /// How far the answering node's own clock is from the voters' median, in ms
+    /// (positive: ahead); null while it has not heard from a majority.
+    #[serde(default)]
+    pub clock_skew_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

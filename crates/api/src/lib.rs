@@ -8,6 +8,8 @@
 //! - `error`: [`ApiError`], the one place errors become HTTP responses and gRPC statuses.
 //! - `network`: the Raft network client over tonic, with mutual TLS ([`PeerTls`]).
 //! - `peer_server`: the `Peer` gRPC service.
+//! - `clock`: [`ClusterClock`], the time the leader stamps entries with: the voters'
+//!   median clock, so no single node's clock moves state time far.
 //! - `cluster`: [`Cluster`], the node's handle on Raft: forwarded writes, linearizable
 //!   reads, membership changes, status.
 //! - `ops`: the admin operations, shared by REST and gRPC.
@@ -33,6 +35,7 @@ pub mod pb {
 
 mod admin_grpc;
 mod client;
+mod clock;
 mod cluster;
 pub mod dto;
 mod error;
@@ -43,6 +46,7 @@ mod peer_server;
 mod rest;
 
 pub use client::{Client, ClientError};
+pub use clock::{ClusterClock, SystemClock, Unconfirmed, WallClock};
 pub use cluster::{Cluster, ClusterConfig};
 pub use error::ApiError;
 pub use metrics::{LocalMetrics, MetricsWriter};

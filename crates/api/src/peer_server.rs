@@ -8,7 +8,9 @@ use uptime_raft_store::{codec, TypeConfig};
 
 use crate::cluster::{Cluster, LeaderOp};
 use crate::pb::peer_server::{Peer, PeerServer};
-use crate::pb::{ClusterStatusReply, ClusterStatusRequest, RaftPayload, ReadIndexReply, ReadIndexRequest};
+use crate::pb::{
+    ClockReply, ClockRequest, ClusterStatusReply, ClusterStatusRequest, RaftPayload, ReadIndexReply, ReadIndexRequest,
+};
 
 pub struct PeerService {
     cluster: Cluster,
@@ -76,5 +78,9 @@ impl Peer for PeerService {
         let status = self.cluster.local_status();
         let json = serde_json::to_string(&status).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ClusterStatusReply { json }))
+    }
+
+    async fn clock(&self, _req: Request<ClockRequest>) -> Result<Response<ClockReply>, Status> {
+        Ok(Response::new(ClockReply { now_ms: self.cluster.clock().local_ms() }))
     }
 }

@@ -655,6 +655,83 @@ async fn t85_incidents_maintenance_pause_and_history_through_the_api() {
     assert!(c.monitor_nodes("db").await.unwrap().is_empty());
 }
 
+/// Issue 9, defect 7: state time was `max(previous, leader's clock)`, so a
+/// leader whose clock ran a year ahead moved state time there for good: the
+/// next tick's retention deleted history no node could recover, and maintenance
+/// windows a year out became active. Now the leader stamps entries with the
+/// voters' median clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t57_a_leader_with_its_clock_a_year_ahead_moves_state_time_nowhere() {
+    const YEAR_MS: u64 = 365 * 86_400_000;
+    let real_now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let mut cluster = TestCluster::start(3).await;
+    let target = Target::start().await;
+    let c = cluster.client(1);
+    let mut m = monitor("web");
+    m.target = target.url.clone();
+    m.interval = Some("1s".into());
+    m.timeout = Some("1s".into());
+    c.create_monitor(&m).await.unwrap();
+    // A window that a clock a year ahead would find active.
+    let at = |ms: u64| {
+        chrono::DateTime::from_timestamp_millis(ms as i64).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    c.create_maintenance(&uptime_api::dto::MaintenanceView {
+        name: "next year".into(),
+        monitors: vec!["web".into()],
+        start: Some(at(real_now() + 300 * 86_400_000)),
+        end: Some(at(real_now() + 400 * 86_400_000)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    wait_state(&cluster, 1, "web", "up").await;
+    let before = wait_until("minute history", Duration::from_secs(20), || {
+        let c = c.clone();
+        async move { c.history("web", "1h").await.ok().filter(|h| h.checks > 0) }
+    })
+    .await;
+
+    // Node 3 restarts with its clock a year ahead, then leads.
+    assert_eq!(cluster.terminate(3).await.code(), Some(0));
+    let offset = YEAR_MS.to_string();
+    cluster.spawn_with_env(3, &[("UPTIMETEST_CLOCK_OFFSET_MS", &offset)]);
+    cluster.wait_healthy(3).await;
+    for attempt in 0.. {
+        let leader = cluster.leader(3, None).await;
+        if leader == 3 {
+            break;
+        }
+        assert!(attempt < 20, "node 3 never became leader");
+        assert_eq!(cluster.terminate(leader).await.code(), Some(0));
+        let other = (1..=3).find(|id| *id != leader).unwrap();
+        cluster.leader(other, Some(leader)).await;
+        cluster.spawn(leader);
+        cluster.wait_healthy(3).await;
+    }
+
+    // Several ticks and digests stamped by node 3.
+    let c3 = cluster.client(3);
+    let start = c3.cluster_status().await.unwrap().state_time_ms;
+    let status = wait_until("state time to advance under node 3", Duration::from_secs(30), || {
+        let c3 = c3.clone();
+        async move { c3.cluster_status().await.ok().filter(|s| s.leader == Some(3) && s.state_time_ms > start + 5_000) }
+    })
+    .await;
+    let now = real_now();
+    assert!(
+        status.state_time_ms.abs_diff(now) < 60_000,
+        "state time {} is {} ms from the real time {now}",
+        status.state_time_ms,
+        status.state_time_ms as i64 - now as i64
+    );
+    let skew = status.clock_skew_ms.expect("the leader knows its skew");
+    assert!(skew.abs_diff(YEAR_MS as i64) < 60_000, "node 3 should see its own clock a year ahead: {skew}");
+    assert_eq!(c3.get_monitor("web").await.unwrap().state, "up", "a window a year out became active");
+    let after = c3.history("web", "1h").await.unwrap();
+    assert!(after.checks >= before.checks, "history was lost: {} checks, {} before", after.checks, before.checks);
+}
+
 /// An HTTP target the test turns up and down, and can block for chosen source
 /// addresses (each node probes from 127.0.0.K).
 struct Target {
