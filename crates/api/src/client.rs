@@ -28,6 +28,23 @@ pub enum ClientError {
     Decode { message: String },
 }
 
+/// A key unique to one write of this process: pid, time and a counter.
+fn idempotency_key() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("uptimectl-{:x}-{nanos:x}-{:x}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Whether a write may have been applied although no answer said so.
+fn outcome_unknown(e: &ClientError) -> bool {
+    match e {
+        ClientError::Api { status: 503, code, .. } => code == "unknown_outcome",
+        ClientError::Transport { message, .. } => message.starts_with("no answer within"),
+        _ => false,
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     base: String,
@@ -80,14 +97,41 @@ impl Client {
         serde_json::from_slice(&bytes).map(Some).map_err(|e| ClientError::Decode { message: e.to_string() })
     }
 
-    /// Sends a request; a non-2xx answer becomes [`ClientError::Api`].
+    /// Sends a request; a non-2xx answer becomes [`ClientError::Api`]. A write
+    /// carries an `Idempotency-Key` of its own, and is sent again with the same
+    /// key (twice at most) when its outcome is unknown: a timeout, or the
+    /// server's `unknown_outcome`. The cluster applies it once either way.
     async fn exchange<B: Serialize>(
         &self,
         method: Method,
         path: &str,
         body: Option<&B>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
+        if method == Method::GET {
+            return self.exchange_once(method, path, body, None).await;
+        }
+        let key = idempotency_key();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.exchange_once(method.clone(), path, body, Some(&key)).await {
+                Err(e) if tries < 3 && outcome_unknown(&e) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn exchange_once<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        key: Option<&str>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let mut req = http::Request::builder().method(method).uri(format!("{}{}", self.base, path));
+        if let Some(key) = key {
+            req = req.header("idempotency-key", key);
+        }
         if let Some(t) = &self.token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
         }

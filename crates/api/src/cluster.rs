@@ -257,6 +257,35 @@ async fn promoter(raft: Raft) {
     }
 }
 
+tokio::task_local! {
+    /// The idempotency key of the request being served, if it has one.
+    static IDEMPOTENCY_KEY: Option<String>;
+}
+
+/// Runs `f` with `key` as the idempotency key of the writes it makes through
+/// [`Cluster::write`] (the REST layer's `Idempotency-Key` header).
+pub async fn with_idempotency_key<F: std::future::Future>(key: Option<String>, f: F) -> F::Output {
+    IDEMPOTENCY_KEY.scope(key, f).await
+}
+
+/// Debug builds only: `UPTIMETEST_STOP_AFTER_COMMIT=N` makes the leader answer
+/// its next N committed operator writes (not ticks or digests) as if Raft had stopped under them (the outcome a
+/// node sees when its Raft core dies with writes in flight).
+#[cfg(debug_assertions)]
+fn failpoint_stop_after_commit() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LEFT: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
+    let left = LEFT.get_or_init(|| {
+        AtomicU64::new(std::env::var("UPTIMETEST_STOP_AFTER_COMMIT").ok().and_then(|v| v.parse().ok()).unwrap_or(0))
+    });
+    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+}
+
+#[cfg(not(debug_assertions))]
+fn failpoint_stop_after_commit() -> bool {
+    false
+}
+
 /// How often every node samples every voter's clock, and how long a sample counts.
 const CLOCK_SAMPLE_EVERY: Duration = Duration::from_millis(500);
 const CLOCK_FRESH_FOR: Duration = Duration::from_secs(5);
@@ -349,8 +378,15 @@ impl Cluster {
         self.inner.raft.metrics().borrow().clone()
     }
 
-    /// Proposes a command through the leader, wherever it is.
+    /// Proposes a command through the leader, wherever it is. Inside
+    /// [`with_idempotency_key`] the command is applied once per key, and a
+    /// write whose outcome is unknown is retried on the next leader (apply
+    /// answers a repeat with the first answer); without a key it is not.
     pub async fn write(&self, command: Command) -> Result<Response, ApiError> {
+        let command = match IDEMPOTENCY_KEY.try_with(Clone::clone).ok().flatten() {
+            Some(key) => Command::Idempotent { key, command: Box::new(command) },
+            None => command,
+        };
         command.validate()?;
         command.check_size()?;
         match self.leader_op(LeaderOp::Write(command)).await? {
@@ -391,6 +427,14 @@ impl Cluster {
                 Err(OpError::NotLeader { .. }) | Err(OpError::Unavailable { .. })
                     if tokio::time::Instant::now() < deadline =>
                 {
+                    self.wait_for_leader_change(leader).await;
+                }
+                // Proposed, outcome unknown: only a keyed write may go again.
+                Err(OpError::Unknown { .. })
+                    if matches!(op, LeaderOp::Write(Command::Idempotent { .. }))
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    debug!("write outcome unknown; sending it again with its idempotency key");
                     self.wait_for_leader_change(leader).await;
                 }
                 Err(e) => return Err(e.into()),
@@ -534,11 +578,15 @@ impl Cluster {
             Err(r) => return Ok(Committed { index: 0, response: Response::Rejected(r) }),
         };
         let timeout = self.inner.config.write_timeout;
+        let operator_write = !matches!(command, Command::Tick | Command::Digests { .. });
         let (reply, answer) = oneshot::channel();
         if self.inner.batcher.send(Pending { command, bytes, reply }).await.is_err() {
             return Err(OpError::Unavailable { message: "this node is shutting down".into() });
         }
         match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(Ok(_))) if operator_write && failpoint_stop_after_commit() => Err(OpError::Unknown {
+                message: "failpoint: raft stopped after the write was proposed; it may have committed".into(),
+            }),
             Ok(Ok(Ok(committed))) => Ok(committed),
             Ok(Ok(Err(WriteError::Unstamped(e)))) => Err(OpError::Unavailable { message: e.to_string() }),
             Ok(Ok(Err(WriteError::Raft(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))))) => {

@@ -47,7 +47,7 @@ mod rest;
 
 pub use client::{Client, ClientError};
 pub use clock::{ClusterClock, SystemClock, Unconfirmed, WallClock};
-pub use cluster::{Cluster, ClusterConfig};
+pub use cluster::{with_idempotency_key, Cluster, ClusterConfig};
 pub use error::ApiError;
 pub use metrics::{LocalMetrics, MetricsWriter};
 pub use network::{PeerHealth, PeerNetworkFactory, PeerTls};

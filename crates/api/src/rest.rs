@@ -56,12 +56,30 @@ pub fn router_with(cluster: Cluster, token: &str, local: Option<Arc<dyn LocalMet
         .route("/api/v1/incidents/{id}/{action}", post(incident_action))
         .route("/api/v1/maintenance", get(list_maintenance).post(create_maintenance))
         .route("/api/v1/maintenance/{id}", delete(delete_maintenance))
+        .route_layer(middleware::from_fn(idempotency_key))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let router =
         Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz)).merge(protected);
     crate::admin_grpc::mount(router, cluster, token)
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
+}
+
+/// `Idempotency-Key: <1 to 128 visible ASCII characters>` on a write: it is
+/// applied once per key for ten minutes, and a repeat gets the first answer
+/// (`Command::Idempotent`), so a client that saw no answer can safely send it again.
+async fn idempotency_key(req: Request, next: Next) -> Response {
+    let key = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(k) if (1..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => Some(k.to_owned()),
+            _ => {
+                return ApiError::invalid("idempotency_key", "must be 1 to 128 visible ASCII characters")
+                    .into_response()
+            }
+        },
+    };
+    crate::cluster::with_idempotency_key(key, next.run(req)).await
 }
 
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -14,10 +14,11 @@ use std::collections::HashMap;
 
 use redb::{ReadableTable, TableHandle, WriteTransaction};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::codec;
-use crate::command::{Command, IncidentCommand, Rejection, Response};
+use crate::command::{Command, IncidentCommand, Rejection, Response, IDEMPOTENCY_WINDOW_MS};
 use crate::error::{db, Error};
 use crate::history::{Bucket, Level, Retention};
 use crate::model::{
@@ -40,6 +41,21 @@ pub(crate) const DIGESTS_DUPLICATE: &str = "digests_duplicate";
 pub(crate) const CHECKS_RECEIVED: &str = "checks_received/";
 
 const SYSTEM: &str = "system";
+
+/// The first answer to a keyed write (`Command::Idempotent`).
+#[derive(Serialize, Deserialize)]
+struct Remembered {
+    at_ms: u64,
+    /// SHA-256 of the command's encoding: the same key with another command is refused.
+    fingerprint: [u8; 32],
+    response: Response,
+}
+
+fn request_time_key(at_ms: u64, key: &str) -> Vec<u8> {
+    let mut k = at_ms.to_be_bytes().to_vec();
+    k.extend_from_slice(key.as_bytes());
+    k
+}
 
 pub(crate) struct Apply<'t> {
     /// Every domain table, open for the whole transaction (in [`TABLES`] order):
@@ -221,6 +237,7 @@ impl<'t> Apply<'t> {
                 Ok(Response::Batch(out))
             }
             Command::Incident(c) => self.incident(c),
+            Command::Idempotent { key, command } => self.idempotent(key, command),
             Command::CreateMaintenance { name, monitors, schedule } => {
                 for m in monitors {
                     if self.monitor(*m)?.is_none() {
@@ -246,6 +263,54 @@ impl<'t> Apply<'t> {
                 Ok(Response::Deleted { id: *id })
             }
         }
+    }
+
+    /// Applies `command` once per `key` (see `Command::Idempotent`).
+    fn idempotent(&mut self, key: &str, command: &Command) -> Result<Response> {
+        let fingerprint: [u8; 32] = Sha256::digest(codec::encode(command)?).into();
+        if let Some(seen) = self.get::<Remembered>(REQUESTS, key.as_bytes())? {
+            if self.now < seen.at_ms.saturating_add(IDEMPOTENCY_WINDOW_MS) {
+                if seen.fingerprint == fingerprint {
+                    return Ok(seen.response);
+                }
+                return reject(Rejection::conflict(
+                    "idempotency_key",
+                    "this key was used for a different request; use a new key per request",
+                ));
+            }
+            self.forget_request(key, seen.at_ms)?;
+        }
+        let response = self.command(command)?;
+        let remembered = Remembered { at_ms: self.now, fingerprint, response: response.clone() };
+        self.put(REQUESTS, key.as_bytes(), &remembered)?;
+        self.put_raw(REQUEST_TIMES, &request_time_key(self.now, key), &[])?;
+        Ok(response)
+    }
+
+    fn forget_request(&mut self, key: &str, at_ms: u64) -> Result<()> {
+        self.del(REQUESTS, key.as_bytes())?;
+        self.del(REQUEST_TIMES, &request_time_key(at_ms, key))?;
+        Ok(())
+    }
+
+    /// Forgets keys older than the window: the table stays as small as the
+    /// keyed write rate times the window.
+    fn expire_requests(&mut self) -> Result<()> {
+        let cutoff = self.now.saturating_sub(IDEMPOTENCY_WINDOW_MS);
+        let expired: Vec<Vec<u8>> = {
+            let t = &self.tables[ix(REQUEST_TIMES)];
+            let mut keys = Vec::new();
+            for row in t.range::<&[u8]>(..cutoff.to_be_bytes().as_slice()).map_err(db)? {
+                let (k, _) = row.map_err(db)?;
+                keys.push(k.value().to_vec());
+            }
+            keys
+        };
+        for k in expired {
+            self.del(REQUEST_TIMES, &k)?;
+            self.del(REQUESTS, &k[8..])?;
+        }
+        Ok(())
     }
 
     fn create_monitor(&mut self, draft: &MonitorDraft) -> Result<Response> {
@@ -447,6 +512,7 @@ impl<'t> Apply<'t> {
     fn tick(&mut self) -> Result<Response> {
         self.reevaluate_all()?;
         self.reminders()?;
+        self.expire_requests()?;
         // Retention once per minute of state time is plenty for minute buckets.
         let last = self.counter(RETENTION_AT)?;
         if self.now >= last.saturating_add(60_000) {

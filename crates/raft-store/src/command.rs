@@ -52,7 +52,19 @@ pub enum Command {
     /// entry. Each is applied (or refused) on its own, in order; the answer is
     /// a `Response::Batch` in the same order.
     Batch(Vec<Command>),
+    /// `command`, applied once per `key` within [`IDEMPOTENCY_WINDOW_MS`] of
+    /// state time: a repeat (a client or a node retrying a write whose outcome
+    /// it could not see) gets the first answer, and the same key with another
+    /// command is refused. Appended last, so older entries decode unchanged.
+    Idempotent {
+        key: String,
+        command: Box<Command>,
+    },
 }
+
+/// How long apply remembers an idempotency key, in state time.
+pub const IDEMPOTENCY_WINDOW_MS: u64 = 10 * 60_000;
+const MAX_KEY_LEN: usize = 128;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IncidentCommand {
@@ -198,6 +210,19 @@ impl Command {
                 // Each command is validated on its own when applied, so one bad
                 // command does not refuse its neighbours.
                 Ok(())
+            }
+            Command::Idempotent { key, command } => {
+                non_empty("idempotency_key", key, MAX_KEY_LEN)?;
+                if matches!(
+                    **command,
+                    Command::Idempotent { .. } | Command::Batch(_) | Command::Digests { .. } | Command::Tick
+                ) {
+                    return Err(Rejection::invalid(
+                        "idempotency_key",
+                        "applies to a single operator write, not to batches, digests or ticks",
+                    ));
+                }
+                command.validate()
             }
             Command::CreateMaintenance { name, monitors, schedule } => {
                 non_empty("name", name, 200)?;

@@ -38,7 +38,9 @@ mod tables;
 mod types;
 
 pub use command::IncidentCommand;
-pub use command::{Command, RejectCode, Rejection, Request, Response, MAX_BATCH, MAX_ENTRY_BYTES};
+pub use command::{
+    Command, RejectCode, Rejection, Request, Response, IDEMPOTENCY_WINDOW_MS, MAX_BATCH, MAX_ENTRY_BYTES,
+};
 pub use error::Error;
 pub use floor::SnapshotFloor;
 pub use log_store::{begin_durable, refuse_empty_file, LogStore, DEFAULT_LOG_CACHE};

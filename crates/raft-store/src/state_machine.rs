@@ -31,7 +31,9 @@ use std::time::Duration;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, StorageIOError};
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::apply::Apply;
@@ -810,6 +812,12 @@ impl StateReader {
     /// Digest windows nodes folded together because of a backlog.
     pub fn digests_coalesced(&self) -> Result<u64, Error> {
         self.counter(crate::apply::DIGESTS_COALESCED)
+    }
+
+    /// Idempotency keys apply remembers now (see `Command::Idempotent`).
+    pub fn remembered_requests(&self) -> Result<u64, Error> {
+        let txn = self.gate.read(&self.db)?;
+        txn.open_table(tables::REQUESTS).map_err(db)?.len().map_err(db)
     }
 
     /// The state clock: the latest leader time applied.

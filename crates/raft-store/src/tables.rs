@@ -34,8 +34,13 @@ pub const OUTBOX: Table = TableDefinition::new("outbox");
 /// node id → last digest seq applied
 pub const DIGEST_SEQS: Table = TableDefinition::new("digest_seqs");
 
+/// idempotency key → Remembered (the first answer to a keyed write)
+pub const REQUESTS: Table = TableDefinition::new("requests");
+/// (state time, key) → nothing: the order in which keys expire
+pub const REQUEST_TIMES: Table = TableDefinition::new("request_times");
+
 /// Every domain table, in the order snapshots and the state hash list them.
-pub const TABLES: [Table; 12] = [
+pub const TABLES: [Table; 14] = [
     COUNTERS,
     MONITORS,
     MONITOR_NAMES,
@@ -48,6 +53,8 @@ pub const TABLES: [Table; 12] = [
     HISTORY,
     OUTBOX,
     DIGEST_SEQS,
+    REQUESTS,
+    REQUEST_TIMES,
 ];
 
 pub fn id_key(id: u64) -> [u8; 8] {

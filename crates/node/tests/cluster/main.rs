@@ -732,6 +732,64 @@ async fn t57_a_leader_with_its_clock_a_year_ahead_moves_state_time_nowhere() {
     assert!(after.checks >= before.checks, "history was lost: {} checks, {} before", after.checks, before.checks);
 }
 
+/// Issue 9, defect 6: when the leader's Raft stopped under a write it had
+/// accepted, the write was answered "unavailable" and the forwarding node sent
+/// it again to the next leader, which applied it a second time (a duplicate
+/// incident or note; a 409 or 404 for a create or delete that had succeeded).
+/// Now an unknown outcome is never retried blindly: a write without an
+/// idempotency key is answered `unknown_outcome`, and one with a key (the typed
+/// client and uptimectl send one with every write) is sent again and applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t58_a_write_whose_outcome_was_lost_is_applied_once() {
+    let mut cluster = TestCluster::start(3).await;
+    cluster.wait_healthy(3).await;
+    for id in 1..=3 {
+        assert_eq!(cluster.terminate(id).await.code(), Some(0));
+        cluster.spawn_with_env(id, &[("UPTIMETEST_STOP_AFTER_COMMIT", "1")]);
+    }
+    cluster.wait_healthy(3).await;
+    let leader = cluster.leader(1, None).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+
+    // With a key (the typed client): sent again, applied once, answered.
+    let declare = |title: &str| uptime_api::dto::DeclareIncident {
+        title: title.into(),
+        severity: Some("minor".into()),
+        ..Default::default()
+    };
+    let made = cluster.client(follower).declare_incident(&declare("keyed")).await.unwrap();
+    let all = cluster.client(leader).list_incidents(None).await.unwrap();
+    assert_eq!(all.iter().filter(|i| i.title == "keyed").count(), 1, "{all:?}");
+    assert_eq!(all.iter().find(|i| i.title == "keyed").unwrap().id, made.id);
+
+    // Without a key: the outcome is reported unknown, and it is applied once.
+    // The failpoint fires once per node: kill the leader, so a node that has
+    // not led yet (its failpoint still armed) serves the unkeyed write.
+    cluster.kill(leader);
+    let new_leader = cluster.leader(follower, Some(leader)).await;
+    let api = cluster.client(new_leader).endpoint().trim_start_matches("http://").to_string();
+    let body = r#"{"title":"unkeyed","severity":"minor"}"#;
+    let request = format!(
+        "POST /api/v1/incidents HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        harness::TOKEN,
+        body.len()
+    );
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(api).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("unknown_outcome"), "{answer}");
+    let all = cluster.client(new_leader).list_incidents(None).await.unwrap();
+    assert_eq!(all.iter().filter(|i| i.title == "unkeyed").count(), 1, "{all:?}");
+}
+
 /// An HTTP target the test turns up and down, and can block for chosen source
 /// addresses (each node probes from 127.0.0.K).
 struct Target {
