@@ -24,6 +24,8 @@ pub enum Error {
     Cert { message: String },
     #[error("server: {message}")]
     Serve { message: String },
+    #[error("{task} stopped: {reason}")]
+    Stopped { task: &'static str, reason: String },
 }
 
 impl Error {

@@ -10,7 +10,7 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn, Instrument};
 use uptime_api::{Cluster, ClusterConfig, PeerHealth, PeerNetworkFactory, PeerService, PeerTls};
 use uptime_raft_store::{LogStore, PeerNode, Raft, StateMachineStore};
 
@@ -95,13 +95,20 @@ impl Node {
 
     /// Serves until `shutdown` fires, then drains: in-flight API requests finish,
     /// Raft stops (its storage is durable at every acknowledged step), and the
-    /// listeners close.
+    /// listeners close, all within [`SHUTDOWN_GRACE`].
+    ///
+    /// Every long-running part runs in one supervised set. A part that stops
+    /// before shutdown (a server that fails, a task that panics, the Raft core
+    /// stopping on a fatal storage error) stops the node with a line naming it
+    /// and an error, rather than leaving it half alive: a node whose Raft core
+    /// has died must not keep answering as if it were a member.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let Node { config, outbox, raft, cluster, token, tls, api, peer } = self;
         let api_addr = api.local_addr().map_err(|source| Error::Bind { addr: config.api_listen, source })?;
         let peer_addr = peer.local_addr().map_err(|source| Error::Bind { addr: config.peer_listen, source })?;
         info!(node = config.node_id, %api_addr, %peer_addr, tls = tls.is_some(), "uptime-node starting");
 
+        // Build every part before anything is spawned.
         let mut peer_server = tonic::transport::Server::builder();
         if let Some(tls) = &tls {
             peer_server = peer_server
@@ -109,8 +116,20 @@ impl Node {
                 .map_err(|e| Error::Serve { message: format!("peer TLS: {e}") })?;
         }
         let peer_router = peer_server.add_service(PeerService::new(cluster.clone()).into_server());
+        let local: Arc<dyn uptime_api::LocalMetrics> = Arc::new(outbox.clone());
+        let router = uptime_api::router_with(cluster.clone(), &token, Some(local));
+        let digest_config = config.digest.to_config();
+        let prober = uptime_probe::Prober::new(config.probe.to_config()?)
+            .map_err(|e| Error::Serve { message: format!("prober: {e}") })?;
+        let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(4096);
+        let (scheduler, scheduler_handle) =
+            uptime_probe::Scheduler::new(uptime_probe::SchedulerConfig::default(), prober, reports_tx)
+                .map_err(|e| Error::Serve { message: format!("scheduler: {e}") })?;
+        let sealed = Arc::new(tokio::sync::Notify::new());
+
+        let mut servers = Supervisor::default();
         let peer_stop = shutdown.clone();
-        let peer_task = tokio::spawn(async move {
+        servers.spawn("peer server", async move {
             peer_router
                 .serve_with_incoming_shutdown(
                     // Small RPCs (votes, heartbeats, acks) must not wait for Nagle.
@@ -122,12 +141,11 @@ impl Node {
                     peer_stop.cancelled_owned(),
                 )
                 .await
+                .map_err(|e| e.to_string())
         });
-
-        let local: Arc<dyn uptime_api::LocalMetrics> = Arc::new(outbox.clone());
-        let router = uptime_api::router_with(cluster.clone(), &token, Some(local));
+        let mut api_server = Supervisor::default();
         let api_stop = shutdown.clone();
-        let api_task = tokio::spawn(async move {
+        api_server.spawn("API server", async move {
             axum::serve(
                 api.tap_io(|s| {
                     let _ = s.set_nodelay(true);
@@ -136,56 +154,135 @@ impl Node {
             )
             .with_graceful_shutdown(api_stop.cancelled_owned())
             .await
+            .map_err(|e| e.to_string())
         });
+        servers.spawn("raft", watch_raft(raft.clone(), shutdown.clone()));
 
-        bootstrap(&config, &raft, peer_addr, api_addr).await?;
+        // A bootstrap error stops the node like any other failure.
+        let mut failure = bootstrap(&config, &raft, peer_addr, api_addr).await.err();
 
         // Probing: scheduler -> digests -> outbox -> leader; and the leader's tick.
-        let digest_config = config.digest.to_config();
-        let prober = uptime_probe::Prober::new(config.probe.to_config()?)
-            .map_err(|e| Error::Serve { message: format!("prober: {e}") })?;
-        let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(4096);
-        let (scheduler, scheduler_handle) =
-            uptime_probe::Scheduler::new(uptime_probe::SchedulerConfig::default(), prober, reports_tx)
-                .map_err(|e| Error::Serve { message: format!("scheduler: {e}") })?;
-        let sealed = Arc::new(tokio::sync::Notify::new());
-        let mut probing = tokio::task::JoinSet::new();
-        probing.spawn(scheduler.run(shutdown.clone().cancelled_owned()));
-        probing.spawn(crate::digest::collect(
-            reports_rx,
-            outbox.clone(),
-            digest_config.clone(),
-            sealed.clone(),
-            shutdown.clone(),
-        ));
-        probing.spawn(crate::digest::propose(cluster.clone(), outbox, digest_config.clone(), sealed, shutdown.clone()));
-        probing.spawn(crate::digest::sync_monitors(
-            cluster.clone(),
-            scheduler_handle,
-            digest_config.clone(),
-            shutdown.clone(),
-        ));
-        probing.spawn(crate::digest::tick(cluster.clone(), digest_config, shutdown.clone()));
+        let mut probing = Supervisor::default();
+        if failure.is_none() {
+            let stop = shutdown.clone();
+            probing.spawn("probe scheduler", async move {
+                scheduler.run(stop.cancelled_owned()).await;
+                Ok(())
+            });
+            let (o, d, n, s) = (outbox.clone(), digest_config.clone(), sealed.clone(), shutdown.clone());
+            probing.spawn("digest collector", ok(crate::digest::collect(reports_rx, o, d, n, s)));
+            let (c, d, s) = (cluster.clone(), digest_config.clone(), shutdown.clone());
+            probing.spawn("digest proposer", ok(crate::digest::propose(c, outbox, d, sealed, s)));
+            let (c, d, s) = (cluster.clone(), digest_config.clone(), shutdown.clone());
+            probing.spawn("monitor sync", ok(crate::digest::sync_monitors(c, scheduler_handle, d, s)));
+            probing.spawn("leader tick", ok(crate::digest::tick(cluster.clone(), digest_config, shutdown.clone())));
 
-        shutdown.cancelled().await;
-        info!("shutting down: stopping probes");
-        while probing.join_next().await.is_some() {}
-        info!("shutting down: draining API requests");
-        match api_task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, "API server stopped with an error"),
-            Err(e) => warn!(error = %e, "API server task failed"),
+            failure = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => None,
+                stopped = servers.next_stop() => Some(stopped),
+                stopped = api_server.next_stop() => Some(stopped),
+                stopped = probing.next_stop() => Some(stopped),
+            };
         }
-        if let Err(e) = raft.shutdown().await {
-            warn!(error = %e, "raft shutdown");
+        // Parts end by themselves once shutdown has begun: that is no failure.
+        if shutdown.is_cancelled() && !matches!(failure, Some(Error::Raft { .. })) {
+            failure = None;
         }
-        match peer_task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, "peer server stopped with an error"),
-            Err(e) => warn!(error = %e, "peer server task failed"),
+        if let Some(e) = &failure {
+            error!(error = %e, "stopping the node");
+            shutdown.cancel();
+        }
+
+        let drain = async {
+            info!("shutting down: stopping probes");
+            probing.drain().await;
+            info!("shutting down: draining API requests");
+            api_server.drain().await;
+            if let Err(e) = raft.shutdown().await {
+                warn!(error = %e, "raft shutdown");
+            }
+            servers.drain().await;
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            warn!(grace = ?SHUTDOWN_GRACE, "shutdown did not finish within its grace period; stopping anyway");
         }
         info!("stopped");
-        Ok(())
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How long a shutdown may take before the node stops regardless.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+type TaskResult = Result<(), String>;
+
+/// A task that cannot fail: its ending is all there is to report.
+async fn ok(f: impl std::future::Future<Output = ()>) -> TaskResult {
+    f.await;
+    Ok(())
+}
+
+/// Named long-running tasks; the first to stop is reported by name.
+#[derive(Default)]
+struct Supervisor {
+    tasks: tokio::task::JoinSet<TaskResult>,
+    names: std::collections::HashMap<tokio::task::Id, &'static str>,
+}
+
+impl Supervisor {
+    fn spawn(&mut self, name: &'static str, task: impl std::future::Future<Output = TaskResult> + Send + 'static) {
+        let handle = self.tasks.spawn(task.instrument(tracing::info_span!("task", name)));
+        self.names.insert(handle.id(), name);
+    }
+
+    /// Waits for the first task to end and says which and why. Pending for
+    /// ever when there are no tasks.
+    async fn next_stop(&mut self) -> Error {
+        let Some(ended) = self.tasks.join_next_with_id().await else {
+            return std::future::pending().await;
+        };
+        let (name, reason) = match ended {
+            Ok((id, Ok(()))) => (self.names.get(&id).copied(), "it ended before shutdown".to_string()),
+            Ok((id, Err(e))) => (self.names.get(&id).copied(), e),
+            Err(e) => {
+                (self.names.get(&e.id()).copied(), if e.is_panic() { "it panicked".into() } else { e.to_string() })
+            }
+        };
+        Error::Stopped { task: name.unwrap_or("a task"), reason }
+    }
+
+    /// Waits for every task to end (they watch the shutdown token).
+    async fn drain(&mut self) {
+        while let Some(ended) = self.tasks.join_next_with_id().await {
+            match ended {
+                Ok((_, Ok(()))) => {}
+                Ok((id, Err(e))) => warn!(task = self.names.get(&id).copied(), error = %e, "stopped with an error"),
+                Err(e) => warn!(task = self.names.get(&e.id()).copied(), error = %e, "task failed"),
+            }
+        }
+    }
+}
+
+/// Ends with an error when the Raft core stops on its own (a fatal storage
+/// error, a panic in it); ends quietly on shutdown.
+async fn watch_raft(raft: Raft, shutdown: CancellationToken) -> TaskResult {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_and_update().running_state {
+            return Err(format!("raft stopped: {fatal}"));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return if shutdown.is_cancelled() { Ok(()) } else { Err("raft stopped".into()) };
+                }
+            }
+        }
     }
 }
 

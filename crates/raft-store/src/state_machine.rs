@@ -252,6 +252,7 @@ impl StateMachineStore {
                         Response::Done
                     }
                     EntryPayload::Normal(request) => {
+                        failpoint_fail_apply(&request.command)?;
                         apply.advance_clock(request.at_ms)?;
                         apply.command(&request.command)?
                     }
@@ -652,6 +653,30 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let current = self.snapshots.open_current().map_err(sm_read_err)?;
         Ok(current.map(|(meta, file)| Snapshot { meta, snapshot: Box::new(file) }))
     }
+}
+
+/// Debug builds only: with `UPTIMETEST_FAIL_APPLY_MONITOR=<name>`, applying the
+/// creation of a monitor of that name fails as a storage error would, so a test
+/// can watch what the node does when its Raft core stops for good.
+#[cfg(debug_assertions)]
+fn failpoint_fail_apply(command: &crate::Command) -> Result<(), Error> {
+    use crate::Command;
+    let Some(name) = std::env::var_os("UPTIMETEST_FAIL_APPLY_MONITOR") else { return Ok(()) };
+    let hit = |c: &Command| matches!(c, Command::CreateMonitor(d) if std::ffi::OsStr::new(&d.name) == name);
+    let hit = match command {
+        Command::Batch(cs) => cs.iter().any(hit),
+        Command::Idempotent { command, .. } => hit(command),
+        c => hit(c),
+    };
+    if hit {
+        return Err(Error::Task { message: "failpoint: apply fails".into() });
+    }
+    Ok(())
+}
+
+#[cfg(not(debug_assertions))]
+fn failpoint_fail_apply(_: &crate::Command) -> Result<(), Error> {
+    Ok(())
 }
 
 /// Debug builds only: with `UPTIMETEST_PARK_SNAPSHOT_INSTALL=1` an install

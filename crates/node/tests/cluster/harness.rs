@@ -175,6 +175,23 @@ tick_ms = 500
         .await
     }
 
+    /// Waits (bounded) for node `id` to exit by itself; `None` if it still runs.
+    pub async fn wait_exit(&mut self, id: u64, limit: Duration) -> Option<ExitStatus> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let n = self.nodes.get_mut(&id).unwrap();
+            let child = n.child.as_mut().expect("node running");
+            if let Some(status) = child.try_wait().unwrap() {
+                n.child = None;
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn client(&self, id: u64) -> Client {
         Client::new(&self.nodes[&id].api_url, Some(TOKEN.into())).unwrap()
     }

@@ -790,6 +790,32 @@ async fn t58_a_write_whose_outcome_was_lost_is_applied_once() {
     assert_eq!(all.iter().filter(|i| i.title == "unkeyed").count(), 1, "{all:?}");
 }
 
+/// Issue 9 (supervision): a node whose Raft core had stopped on a fatal
+/// storage error kept its API answering while it never applied again, so it
+/// looked alive to everyone. Now it stops, with a line saying why and a
+/// non-zero exit, for the service manager to restart or an operator to see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t59_a_node_whose_raft_core_stops_exits_with_the_reason() {
+    let mut cluster = TestCluster::start(3).await;
+    cluster.wait_healthy(3).await;
+    for id in 1..=3 {
+        assert_eq!(cluster.terminate(id).await.code(), Some(0));
+        cluster.spawn_with_env(id, &[("UPTIMETEST_FAIL_APPLY_MONITOR", "poison")]);
+    }
+    cluster.wait_healthy(3).await;
+    let _ = cluster.client(1).create_monitor(&monitor("poison")).await;
+    for id in 1..=3 {
+        let status = cluster
+            .wait_exit(id, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|| panic!("node {id} kept running with its Raft core stopped"));
+        assert!(!status.success(), "node {id}: {status}");
+        let log = cluster.log(id);
+        assert!(log.contains("raft stopped"), "node {id} should say why it stopped: {log}");
+        assert!(!log.contains("panicked"), "{log}");
+    }
+}
+
 /// An HTTP target the test turns up and down, and can block for chosen source
 /// addresses (each node probes from 127.0.0.K).
 struct Target {
