@@ -50,6 +50,6 @@ pub use clock::{ClusterClock, SystemClock, Unconfirmed, WallClock};
 pub use cluster::{with_idempotency_key, Cluster, ClusterConfig};
 pub use error::ApiError;
 pub use metrics::{LocalMetrics, MetricsWriter};
-pub use network::{PeerHealth, PeerNetworkFactory, PeerTls};
+pub use network::{PeerFaults, PeerHealth, PeerNetworkFactory, PeerTls};
 pub use peer_server::PeerService;
 pub use rest::{router, router_with};

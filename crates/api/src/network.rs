@@ -72,11 +72,70 @@ pub struct PeerNetworkFactory {
     tls: Option<ClientTlsConfig>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     health: PeerHealth,
+    faults: PeerFaults,
+}
+
+/// Faults on this node's outgoing Raft RPCs, for tests in one process: a
+/// blocked peer's requests hang until their deadline and fail (as when bytes
+/// stop on a partition, rather than a connection being refused), a delayed
+/// one's wait first. Blocking A→B on node A alone is a one-way fault; blocking
+/// both directions partitions the pair. Production code never sets any.
+#[derive(Clone, Default)]
+pub struct PeerFaults {
+    inner: Arc<Mutex<FaultState>>,
+}
+
+#[derive(Default)]
+struct FaultState {
+    blocked: std::collections::HashSet<NodeId>,
+    delays: HashMap<NodeId, Duration>,
+}
+
+/// What a faulted request does.
+enum Fault {
+    None,
+    Delay(Duration),
+    Hang,
+}
+
+impl PeerFaults {
+    /// Requests to `to` hang and fail from now on.
+    pub fn block(&self, to: NodeId) {
+        self.inner.lock().expect("faults poisoned").blocked.insert(to);
+    }
+
+    pub fn unblock(&self, to: NodeId) {
+        self.inner.lock().expect("faults poisoned").blocked.remove(&to);
+    }
+
+    /// Requests to `to` wait `by` before they are sent.
+    pub fn delay(&self, to: NodeId, by: Duration) {
+        self.inner.lock().expect("faults poisoned").delays.insert(to, by);
+    }
+
+    /// Removes every fault.
+    pub fn heal(&self) {
+        *self.inner.lock().expect("faults poisoned") = FaultState::default();
+    }
+
+    fn to(&self, target: NodeId) -> Fault {
+        let state = self.inner.lock().expect("faults poisoned");
+        if state.blocked.contains(&target) {
+            Fault::Hang
+        } else {
+            state.delays.get(&target).map_or(Fault::None, |d| Fault::Delay(*d))
+        }
+    }
 }
 
 impl PeerNetworkFactory {
     pub fn new(tls: Option<&PeerTls>, health: PeerHealth) -> Self {
-        PeerNetworkFactory { tls: tls.map(PeerTls::client_config), channels: Default::default(), health }
+        PeerNetworkFactory::with_faults(tls, health, PeerFaults::default())
+    }
+
+    /// [`PeerNetworkFactory::new`] whose Raft RPCs obey `faults`.
+    pub fn with_faults(tls: Option<&PeerTls>, health: PeerHealth, faults: PeerFaults) -> Self {
+        PeerNetworkFactory { tls: tls.map(PeerTls::client_config), channels: Default::default(), health, faults }
     }
 
     pub fn health(&self) -> &PeerHealth {
@@ -155,6 +214,17 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        match self.factory.faults.to(self.target) {
+            Fault::None => {}
+            Fault::Delay(by) => tokio::time::sleep(by).await,
+            Fault::Hang => {
+                tokio::time::sleep(option.hard_ttl()).await;
+                return Err(RPCError::Network(NetworkError::new(&WireError(format!(
+                    "no answer from node {} (fault injected)",
+                    self.target
+                )))));
+            }
+        }
         let mut client = self.factory.client(&self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut request = tonic::Request::new(RaftPayload { payload });
         request.set_timeout(option.hard_ttl());

@@ -26,4 +26,4 @@ mod server;
 
 pub use config::{Config, DigestSettings, PeerConfig, ProbeSettings, RaftTimings, TlsFiles};
 pub use error::Error;
-pub use server::Node;
+pub use server::{Node, Parts};

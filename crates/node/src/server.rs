@@ -29,8 +29,23 @@ pub struct Node {
     peer: TcpListener,
 }
 
+/// What a node is built with besides its config: listeners already bound
+/// (tests bind port 0 and pass them in, so no port is picked ahead and raced
+/// for), and faults on its peer RPCs (in-process fault tests).
+#[derive(Default)]
+pub struct Parts {
+    pub api: Option<TcpListener>,
+    pub peer: Option<TcpListener>,
+    pub faults: uptime_api::PeerFaults,
+}
+
 impl Node {
     pub async fn build(config: Config) -> Result<Node, Error> {
+        Node::build_with(config, Parts::default()).await
+    }
+
+    /// [`Node::build`] with pre-bound listeners and peer faults.
+    pub async fn build_with(config: Config, parts: Parts) -> Result<Node, Error> {
         let token = config.token()?;
         let tls = match (&config.tls, config.insecure) {
             (Some(files), _) => Some(read_tls(files)?),
@@ -52,8 +67,14 @@ impl Node {
         let reader = sm.reader();
         let outbox = crate::digest::Outbox::open(&config.data_dir.join("digests.redb"))?;
 
-        let api = bind(config.api_listen).await?;
-        let peer = bind(config.peer_listen).await?;
+        let api = match parts.api {
+            Some(l) => l,
+            None => bind(config.api_listen).await?,
+        };
+        let peer = match parts.peer {
+            Some(l) => l,
+            None => bind(config.peer_listen).await?,
+        };
 
         let r = &config.raft;
         let raft_config = openraft::Config {
@@ -72,7 +93,7 @@ impl Node {
         .map_err(|e| Error::config(format!("raft: {e}")))?;
 
         let health = PeerHealth::default();
-        let network = PeerNetworkFactory::new(tls.as_ref(), health);
+        let network = PeerNetworkFactory::with_faults(tls.as_ref(), health, parts.faults);
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log, sm)
             .await
             .map_err(|e| Error::Raft { message: e.to_string() })?;
