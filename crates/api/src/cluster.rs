@@ -18,7 +18,7 @@ use uptime_raft_store::{
 
 use crate::clock::{ClusterClock, SystemClock, Unconfirmed, WallClock};
 use crate::dto::{ClusterStatus, Member};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::network::PeerNetworkFactory;
 use crate::pb::{ClockRequest, ClusterStatusRequest, RaftPayload, ReadIndexReply, ReadIndexRequest};
 
@@ -77,7 +77,7 @@ impl From<OpError> for ApiError {
         match e {
             OpError::NotLeader { leader: Some(l) } => ApiError::unavailable(format!("node {l} is no longer leader")),
             OpError::NotLeader { leader: None } => ApiError::unavailable("the cluster has no leader"),
-            OpError::Refused { message } => ApiError::new(409, "failed_precondition", message),
+            OpError::Refused { message } => ApiError::new(ErrorCode::FailedPrecondition, message),
             OpError::Unavailable { message } => ApiError::unavailable(message),
             OpError::Unknown { message } => ApiError::unknown_outcome(message),
         }

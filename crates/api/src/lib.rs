@@ -48,7 +48,7 @@ mod rest;
 pub use client::{Client, ClientError};
 pub use clock::{ClusterClock, SystemClock, Unconfirmed, WallClock};
 pub use cluster::{with_idempotency_key, Cluster, ClusterConfig};
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use metrics::{LocalMetrics, MetricsWriter};
 pub use network::{PeerFaults, PeerHealth, PeerNetworkFactory, PeerTls};
 pub use peer_server::PeerService;

@@ -16,7 +16,7 @@ use crate::dto::{
     parse_quorum, rfc3339, AddNode, BucketView, ClusterStatus, CreateMonitor, DeclareIncident, HistoryView,
     IncidentAction, IncidentView, MaintenanceView, MonitorView, NodeView, Setting, StateHashView,
 };
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// Local reads by default; `linearizable` waits until this node reflects every
 /// write committed before the call.
@@ -46,7 +46,7 @@ pub async fn add_node(cluster: &Cluster, body: AddNode) -> Result<ClusterStatus,
     if let Some(m) = cluster.local_status().members.iter().find(|m| m.id == body.id) {
         if m.voter {
             return Err(
-                ApiError::new(409, "conflict", format!("node {} is already a member", body.id)).with_field("id")
+                ApiError::new(ErrorCode::Conflict, format!("node {} is already a member", body.id)).with_field("id")
             );
         }
         if m.addr != body.peer_addr || m.api_addr != body.api_addr {
@@ -54,7 +54,7 @@ pub async fn add_node(cluster: &Cluster, body: AddNode) -> Result<ClusterStatus,
                 "node {} is joining as {} ({}): remove it first to change its addresses",
                 m.id, m.addr, m.api_addr
             );
-            return Err(ApiError::new(409, "conflict", message).with_field("id"));
+            return Err(ApiError::new(ErrorCode::Conflict, message).with_field("id"));
         }
     }
     cluster.add_node(body.id, PeerNode { peer_addr: body.peer_addr, api_addr: body.api_addr }).await?;

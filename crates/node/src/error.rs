@@ -18,17 +18,33 @@ pub enum Error {
          vote twice in a term; restore the file, or remove the node from the cluster, delete its data directory and add it back"
     )]
     MissingLog { log: PathBuf, state: PathBuf },
-    #[error("raft: {message}")]
-    Raft { message: String },
+    #[error("raft: {context}: {source}")]
+    Raft {
+        context: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("certificate: {message}")]
     Cert { message: String },
-    #[error("server: {message}")]
-    Serve { message: String },
+    #[error("{context}: {source}")]
+    Build {
+        context: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{task} stopped: {reason}")]
     Stopped { task: &'static str, reason: String },
 }
 
 impl Error {
+    pub(crate) fn raft(context: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Raft { context, source: Box::new(source) }
+    }
+
+    pub(crate) fn build(context: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Build { context, source: Box::new(source) }
+    }
+
     pub(crate) fn config(message: impl Into<String>) -> Self {
         Error::Config { message: message.into() }
     }

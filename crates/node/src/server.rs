@@ -96,7 +96,7 @@ impl Node {
         let network = PeerNetworkFactory::with_faults(tls.as_ref(), health, parts.faults);
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log, sm)
             .await
-            .map_err(|e| Error::Raft { message: e.to_string() })?;
+            .map_err(|e| Error::raft("start", e))?;
         let cluster_config = ClusterConfig {
             node_id: config.node_id,
             health_window: Duration::from_millis(r.election_timeout_max_ms.max(3 * r.heartbeat_ms) + 500),
@@ -132,20 +132,17 @@ impl Node {
         // Build every part before anything is spawned.
         let mut peer_server = tonic::transport::Server::builder();
         if let Some(tls) = &tls {
-            peer_server = peer_server
-                .tls_config(tls.server_config())
-                .map_err(|e| Error::Serve { message: format!("peer TLS: {e}") })?;
+            peer_server = peer_server.tls_config(tls.server_config()).map_err(|e| Error::build("peer TLS", e))?;
         }
         let peer_router = peer_server.add_service(PeerService::new(cluster.clone()).into_server());
         let local: Arc<dyn uptime_api::LocalMetrics> = Arc::new(outbox.clone());
         let router = uptime_api::router_with(cluster.clone(), &token, Some(local));
         let digest_config = config.digest.to_config();
-        let prober = uptime_probe::Prober::new(config.probe.to_config()?)
-            .map_err(|e| Error::Serve { message: format!("prober: {e}") })?;
+        let prober = uptime_probe::Prober::new(config.probe.to_config()?).map_err(|e| Error::build("prober", e))?;
         let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(4096);
         let (scheduler, scheduler_handle) =
             uptime_probe::Scheduler::new(uptime_probe::SchedulerConfig::default(), prober, reports_tx)
-                .map_err(|e| Error::Serve { message: format!("scheduler: {e}") })?;
+                .map_err(|e| Error::build("scheduler", e))?;
         let sealed = Arc::new(tokio::sync::Notify::new());
 
         let mut servers = Supervisor::default();
@@ -316,7 +313,7 @@ async fn bootstrap(config: &Config, raft: &Raft, peer_addr: SocketAddr, api_addr
         info!("waiting to be added to a cluster (join = true)");
         return Ok(());
     }
-    let initialized = raft.is_initialized().await.map_err(|e| Error::Raft { message: e.to_string() })?;
+    let initialized = raft.is_initialized().await.map_err(|e| Error::raft("read the membership", e))?;
     if initialized {
         return Ok(());
     }
@@ -337,7 +334,7 @@ async fn bootstrap(config: &Config, raft: &Raft, peer_addr: SocketAddr, api_addr
         Ok(()) => Ok(()),
         // Another member's initialization reached us first: nothing to do.
         Err(openraft::error::RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
-        Err(e) => Err(Error::Raft { message: format!("initialize: {e}") }),
+        Err(e) => Err(Error::raft("initialize", e)),
     }
 }
 

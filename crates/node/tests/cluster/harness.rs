@@ -211,20 +211,39 @@ tick_ms = 500
     /// Waits until some running node reports a leader and `n` healthy members.
     pub async fn wait_healthy(&self, n: usize) -> ClusterStatus {
         let running = self.running();
-        wait_until(&format!("a leader and {n} healthy members"), Duration::from_secs(30), || {
-            let clients: Vec<Client> = running.iter().map(|id| self.client(*id)).collect();
-            async move {
-                for c in clients {
-                    if let Ok(s) = c.cluster_status().await {
-                        if s.leader.is_some() && s.members.iter().filter(|m| m.healthy).count() >= n {
-                            return Some(s);
+        let what = format!("a leader and {n} healthy members (running: {running:?})");
+        let found = tokio::time::timeout(
+            Duration::from_secs(30),
+            wait_until(&what, Duration::from_secs(31), || {
+                let clients: Vec<Client> = running.iter().map(|id| self.client(*id)).collect();
+                async move {
+                    for c in clients {
+                        if let Ok(s) = c.cluster_status().await {
+                            if s.leader.is_some() && s.members.iter().filter(|m| m.healthy).count() >= n {
+                                return Some(s);
+                            }
                         }
                     }
+                    None
                 }
-                None
+            }),
+        )
+        .await;
+        match found {
+            Ok(status) => status,
+            Err(_) => {
+                let tails: Vec<String> = self
+                    .nodes
+                    .keys()
+                    .map(|id| {
+                        let log = self.log(*id);
+                        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                        format!("--- node {id}:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+                    })
+                    .collect();
+                panic!("timed out after 30s waiting for {what}\n{}", tails.join("\n"))
             }
-        })
-        .await
+        }
     }
 
     /// The leader as seen by node `via`, once it knows one other than `not`.
