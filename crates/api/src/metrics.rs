@@ -1,6 +1,6 @@
 //! `GET /metrics`: Prometheus text (exposition format 0.0.4). The node's Raft
 //! progress and the replicated state it has applied, plus whatever the node
-//! adds through [`LocalMetrics`] (its digest outbox).
+//! adds through [`LocalMetrics`] (its digest queue).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -1,6 +1,6 @@
 //! The node's side of the data flow (DESIGN.md, "Data flow"): the probe
 //! scheduler runs every enabled monitor; results are folded into a digest per
-//! window; digests wait in a durable local outbox until the leader has applied
+//! window; digests wait in a durable local queue until the leader has applied
 //! them; the leader also proposes a tick so time-driven transitions happen when
 //! no digest arrives.
 //!
@@ -8,39 +8,28 @@
 //! 1. A digest's seq is unique and increasing per node, across restarts too: the
 //!    next seq is persisted, and seeded from the wall clock (ms × 1000), so even a
 //!    node whose data was wiped never reuses a seq the state has seen.
-//! 2. A digest leaves the outbox only after the leader answered that it applied
+//! 2. A digest leaves the queue only after the leader answered that it applied
 //!    it (or had already: apply drops seqs it has seen), so a leader change or a
 //!    restart re-sends it and nothing is lost or applied twice.
 //! 3. A backlog longer than `max_backlog` is coalesced into one digest carrying
 //!    the count of windows folded into it; it is never dropped.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use uptime_api::Cluster;
-use uptime_probe::{Job, Report, SchedulerHandle, Status};
-use uptime_raft_store::codec;
+use uptime_probe::{Report, Status};
 use uptime_raft_store::history::LatencyStats;
 use uptime_raft_store::quorum::CheckStatus;
-use uptime_raft_store::{Command, Digest, MonitorResult, Response};
+use uptime_raft_store::{Command, MonitorResult, Response};
 
-use crate::error::Error;
+mod queue;
 
-const DIGESTS: TableDefinition<u64, &[u8]> = TableDefinition::new("digests");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const NEXT_SEQ: &str = "next_seq";
-/// redb page cache of the outbox file (redb defaults to 1 GiB per file).
-const OUTBOX_CACHE: usize = 16 << 20;
-/// Totals since the outbox was created, for `/metrics`.
-const DIGESTS_SEALED: &str = "digests_sealed";
-const CHECKS_SEALED: &str = "checks_sealed";
+pub use queue::DigestQueue;
 
 /// How the node folds and proposes its results.
 #[derive(Clone, Debug)]
@@ -66,200 +55,6 @@ impl Default for DigestConfig {
             tick: Duration::from_secs(2),
             sync: Duration::from_millis(500),
         }
-    }
-}
-
-fn store_err(e: impl Into<redb::Error>) -> Error {
-    Error::Store(uptime_raft_store::Error::Storage { source: e.into() })
-}
-
-/// Digests this node has built and the leader has not yet confirmed.
-#[derive(Clone)]
-pub struct Outbox {
-    db: Arc<Database>,
-    /// The highest seq that may have reached a leader (sent, answer perhaps
-    /// lost): digests up to it are never coalesced (invariant 3). At open every
-    /// digest already in the outbox counts as sent: the last run may have sent it.
-    sent: Arc<AtomicU64>,
-}
-
-impl Outbox {
-    pub fn open(path: &Path) -> Result<Outbox, Error> {
-        uptime_raft_store::refuse_empty_file(path)?;
-        let db = Database::builder()
-            .set_cache_size(OUTBOX_CACHE)
-            .create(path)
-            .map_err(|source| Error::Store(uptime_raft_store::Error::Open { path: path.to_owned(), source }))?;
-        let txn = db.begin_write().map_err(store_err)?;
-        txn.open_table(DIGESTS).map_err(store_err)?;
-        txn.open_table(META).map_err(store_err)?;
-        txn.commit().map_err(store_err)?;
-        let last = {
-            let txn = db.begin_read().map_err(store_err)?;
-            let table = txn.open_table(DIGESTS).map_err(store_err)?;
-            let last = table.last().map_err(store_err)?.map(|(k, _)| k.value());
-            last.unwrap_or(0)
-        };
-        Ok(Outbox { db: Arc::new(db), sent: Arc::new(AtomicU64::new(last)) })
-    }
-
-    /// Records that digests up to `seq` are about to be sent to a leader.
-    pub fn mark_sent(&self, seq: u64) {
-        self.sent.fetch_max(seq, Ordering::AcqRel);
-    }
-
-    /// Seals `results` as the next digest, durably.
-    pub fn push(&self, results: Vec<MonitorResult>) -> Result<u64, Error> {
-        let txn = uptime_raft_store::begin_durable(&self.db)?;
-        let seq;
-        {
-            let mut meta = txn.open_table(META).map_err(store_err)?;
-            let stored = meta.get(NEXT_SEQ).map_err(store_err)?.map(|v| v.value()).unwrap_or(0);
-            let clock_seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64 * 1000);
-            seq = stored.max(clock_seed).max(1);
-            meta.insert(NEXT_SEQ, seq + 1).map_err(store_err)?;
-            let checks: u64 = results.iter().map(|r| r.checks).sum();
-            for (key, add) in [(DIGESTS_SEALED, 1), (CHECKS_SEALED, checks)] {
-                let total = meta.get(key).map_err(store_err)?.map(|v| v.value()).unwrap_or(0);
-                meta.insert(key, total.saturating_add(add)).map_err(store_err)?;
-            }
-            let digest = Digest { seq, coalesced: 0, results };
-            let bytes = codec::encode(&digest).map_err(|e| Error::Store(e.into()))?;
-            txn.open_table(DIGESTS).map_err(store_err)?.insert(seq, bytes.as_slice()).map_err(store_err)?;
-        }
-        txn.commit().map_err(store_err)?;
-        Ok(seq)
-    }
-
-    /// (digests, checks) sealed into the outbox since it was created.
-    pub fn sealed(&self) -> Result<(u64, u64), Error> {
-        let txn = self.db.begin_read().map_err(store_err)?;
-        let meta = txn.open_table(META).map_err(store_err)?;
-        let get = |key| -> Result<u64, Error> { Ok(meta.get(key).map_err(store_err)?.map(|v| v.value()).unwrap_or(0)) };
-        Ok((get(DIGESTS_SEALED)?, get(CHECKS_SEALED)?))
-    }
-
-    /// The oldest `limit` unsent digests, in seq order.
-    pub fn pending(&self, limit: usize) -> Result<Vec<Digest>, Error> {
-        let txn = self.db.begin_read().map_err(store_err)?;
-        let table = txn.open_table(DIGESTS).map_err(store_err)?;
-        let mut out = Vec::new();
-        for row in table.iter().map_err(store_err)?.take(limit) {
-            let (_, v) = row.map_err(store_err)?;
-            out.push(codec::decode(v.value()).map_err(|e| Error::Store(e.into()))?);
-        }
-        Ok(out)
-    }
-
-    /// The oldest digests to send in one proposal: up to `limit` of them, and no
-    /// more than `max_bytes` of encoded digests (always at least one), so the
-    /// proposal fits one log entry ([`uptime_raft_store::MAX_ENTRY_BYTES`]).
-    pub fn next_batch(&self, limit: usize, max_bytes: usize) -> Result<Vec<Digest>, Error> {
-        let txn = self.db.begin_read().map_err(store_err)?;
-        let table = txn.open_table(DIGESTS).map_err(store_err)?;
-        let (mut out, mut bytes) = (Vec::new(), 0usize);
-        for row in table.iter().map_err(store_err)?.take(limit) {
-            let (_, v) = row.map_err(store_err)?;
-            bytes = bytes.saturating_add(v.value().len());
-            if bytes > max_bytes && !out.is_empty() {
-                break;
-            }
-            out.push(codec::decode(v.value()).map_err(|e| Error::Store(e.into()))?);
-        }
-        Ok(out)
-    }
-
-    pub fn len(&self) -> Result<usize, Error> {
-        let txn = self.db.begin_read().map_err(store_err)?;
-        Ok(txn.open_table(DIGESTS).map_err(store_err)?.len().map_err(store_err)? as usize)
-    }
-
-    pub fn is_empty(&self) -> Result<bool, Error> {
-        Ok(self.len()? == 0)
-    }
-
-    /// Drops every digest with a seq up to `seq`: the leader has applied them.
-    pub fn ack(&self, seq: u64) -> Result<(), Error> {
-        let txn = uptime_raft_store::begin_durable(&self.db)?;
-        txn.open_table(DIGESTS).map_err(store_err)?.retain_in(..=seq, |_, _| false).map_err(store_err)?;
-        txn.commit().map_err(store_err)?;
-        Ok(())
-    }
-
-    /// Folds the oldest unsent digests into one so at most `max` remain, as far
-    /// as unsent digests allow (invariant 3). The merged digest keeps the newest
-    /// seq of those it replaces, so seqs stay increasing. A digest that may have
-    /// been sent is never folded: it may have been applied with its answer
-    /// lost, and folded into a digest with a newer seq its checks would enter
-    /// the history twice; sent alone again, apply drops it as seen.
-    pub fn coalesce(&self, max: usize) -> Result<usize, Error> {
-        let len = self.len()?;
-        if len <= max {
-            return Ok(0);
-        }
-        let fold = len - max + 1;
-        let sent = self.sent.load(Ordering::Acquire);
-        let oldest: Vec<Digest> = {
-            let txn = self.db.begin_read().map_err(store_err)?;
-            let table = txn.open_table(DIGESTS).map_err(store_err)?;
-            let mut out = Vec::new();
-            for row in table.range(sent.saturating_add(1)..).map_err(store_err)?.take(fold) {
-                let (_, v) = row.map_err(store_err)?;
-                out.push(codec::decode(v.value()).map_err(|e| Error::Store(e.into()))?);
-            }
-            out
-        };
-        if oldest.len() < 2 {
-            return Ok(0);
-        }
-        let (Some(first), Some(last)) = (oldest.first(), oldest.last()) else { return Ok(0) };
-        let mut merged: BTreeMap<u64, MonitorResult> = BTreeMap::new();
-        let mut windows = 0u32;
-        for d in &oldest {
-            windows += 1 + d.coalesced;
-            for r in &d.results {
-                match merged.get_mut(&r.monitor_id) {
-                    None => {
-                        merged.insert(r.monitor_id, r.clone());
-                    }
-                    Some(m) => {
-                        m.checks += r.checks;
-                        m.failures += r.failures;
-                        m.last_status = r.last_status;
-                        m.run = r.run;
-                        m.last_error.clone_from(&r.last_error);
-                        merge_latency(&mut m.latency, &r.latency);
-                    }
-                }
-            }
-        }
-        let digest = Digest { seq: last.seq, coalesced: windows - 1, results: merged.into_values().collect() };
-        let bytes = codec::encode(&digest).map_err(|e| Error::Store(e.into()))?;
-        let txn = uptime_raft_store::begin_durable(&self.db)?;
-        {
-            let mut t = txn.open_table(DIGESTS).map_err(store_err)?;
-            t.retain_in(first.seq..=last.seq, |_, _| false).map_err(store_err)?;
-            t.insert(last.seq, bytes.as_slice()).map_err(store_err)?;
-        }
-        txn.commit().map_err(store_err)?;
-        Ok(oldest.len() - 1)
-    }
-}
-
-fn merge_latency(into: &mut LatencyStats, from: &LatencyStats) {
-    if from.count == 0 {
-        return;
-    }
-    if into.count == 0 {
-        *into = from.clone();
-        return;
-    }
-    into.count += from.count;
-    into.min_us = into.min_us.min(from.min_us);
-    into.max_us = into.max_us.max(from.max_us);
-    into.sum_us += from.sum_us;
-    for (a, b) in into.hist.iter_mut().zip(&from.hist) {
-        *a = a.saturating_add(*b);
     }
 }
 
@@ -314,10 +109,10 @@ impl Window {
     }
 }
 
-/// Folds reports into windows and seals each into the outbox.
+/// Folds reports into windows and seals each into the queue.
 pub async fn collect(
     mut reports: mpsc::Receiver<Report>,
-    outbox: Outbox,
+    queue: DigestQueue,
     config: DigestConfig,
     sealed: Arc<Notify>,
     shutdown: CancellationToken,
@@ -336,19 +131,19 @@ pub async fn collect(
                 if window.results.is_empty() {
                     continue;
                 }
-                match outbox.push(window.take()) {
+                match queue.push(window.take()) {
                     Ok(seq) => {
                         debug!(seq, "digest sealed");
                         sealed.notify_one();
                     }
-                    Err(e) => warn!(error = %e, "cannot write a digest to the outbox; results of this window are lost"),
+                    Err(e) => warn!(error = %e, "cannot write a digest to the digest queue; results of this window are lost"),
                 }
             }
         }
     }
     // Seal what the last window holds so a graceful stop loses nothing.
     if !window.results.is_empty() {
-        if let Err(e) = outbox.push(window.take()) {
+        if let Err(e) = queue.push(window.take()) {
             warn!(error = %e, "cannot seal the last digest");
         }
     }
@@ -378,10 +173,10 @@ fn lose_answer() -> bool {
 /// the command's own framing.
 const PROPOSAL_BYTES: usize = uptime_raft_store::MAX_ENTRY_BYTES - (64 << 10);
 
-/// Sends outbox digests to the leader until each is confirmed (invariant 2).
+/// Sends queue digests to the leader until each is confirmed (invariant 2).
 pub async fn propose(
     cluster: Cluster,
-    outbox: Outbox,
+    queue: DigestQueue,
     config: DigestConfig,
     sealed: Arc<Notify>,
     shutdown: CancellationToken,
@@ -389,13 +184,13 @@ pub async fn propose(
     let node_id = cluster.node_id();
     let mut backoff = Duration::from_millis(100);
     loop {
-        if outbox.coalesce(config.max_backlog).unwrap_or(0) > 0 {
+        if queue.coalesce(config.max_backlog).unwrap_or(0) > 0 {
             warn!(max = config.max_backlog, "digest backlog coalesced (is the leader reachable?)");
         }
-        let pending = match outbox.next_batch(config.batch, PROPOSAL_BYTES) {
+        let pending = match queue.next_batch(config.batch, PROPOSAL_BYTES) {
             Ok(p) => p,
             Err(e) => {
-                warn!(error = %e, "cannot read the digest outbox");
+                warn!(error = %e, "cannot read the digest queue");
                 Vec::new()
             }
         };
@@ -403,8 +198,8 @@ pub async fn propose(
             Duration::from_secs(1)
         } else {
             let high = pending.last().map(|d| d.seq).unwrap_or(0);
-            let full = pending.len() == config.batch || outbox.len().is_ok_and(|n| n > pending.len());
-            outbox.mark_sent(high);
+            let full = pending.len() == config.batch || queue.len().is_ok_and(|n| n > pending.len());
+            queue.mark_sent(high);
             match cluster.write(Command::Digests { node_id, digests: pending }).await {
                 Ok(Response::Digests { .. }) if lose_answer() => {
                     debug!(high, "failpoint: the leader's answer is dropped; the digests will be sent again");
@@ -412,8 +207,8 @@ pub async fn propose(
                 }
                 Ok(Response::Digests { applied, duplicates }) => {
                     debug!(applied, duplicates, high, "digests confirmed");
-                    if let Err(e) = outbox.ack(high) {
-                        warn!(error = %e, "cannot trim the digest outbox");
+                    if let Err(e) = queue.ack(high) {
+                        warn!(error = %e, "cannot trim the digest queue");
                     }
                     backoff = Duration::from_millis(100);
                     if full {
@@ -441,89 +236,6 @@ pub async fn propose(
     }
 }
 
-/// Keeps the scheduler's monitor set equal to the enabled monitors in the state.
-pub async fn sync_monitors(
-    cluster: Cluster,
-    scheduler: SchedulerHandle,
-    config: DigestConfig,
-    shutdown: CancellationToken,
-) {
-    let mut last: Option<Vec<Job>> = None;
-    let mut ticker = tokio::time::interval(config.sync);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        let monitors = match cluster.reader().list_monitors() {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(error = %e, "cannot read monitors");
-                continue;
-            }
-        };
-        let jobs: Vec<Job> = monitors
-            .into_iter()
-            .filter(|m| m.enabled)
-            .map(|m| Job {
-                id: m.id,
-                spec: m.check,
-                interval: Duration::from_millis(m.interval_ms),
-                timeout: Duration::from_millis(m.timeout_ms),
-            })
-            .collect();
-        if last.as_ref() != Some(&jobs) {
-            debug!(monitors = jobs.len(), "scheduling the current monitor set");
-            if scheduler.replace_all(jobs.clone()).is_err() {
-                return;
-            }
-            last = Some(jobs);
-        }
-    }
-}
-
-/// While this node leads, proposes a tick now and then: entries carry time.
-pub async fn tick(cluster: Cluster, config: DigestConfig, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(config.tick);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        if cluster.is_leader() {
-            if let Err(e) = cluster.write(Command::Tick).await {
-                debug!(error = %e, "tick not committed");
-            }
-        }
-    }
-}
-
-/// This node's side of the digest flow on `/metrics`.
-impl uptime_api::LocalMetrics for Outbox {
-    fn write(&self, out: &mut uptime_api::MetricsWriter) {
-        match (self.sealed(), self.len()) {
-            (Ok((digests, checks)), Ok(pending)) => {
-                out.counter("uptime_digests_sealed_total", "Digests this node sealed into its outbox.", &[], digests);
-                out.counter(
-                    "uptime_digest_checks_sealed_total",
-                    "Checks in the digests this node sealed.",
-                    &[],
-                    checks,
-                );
-                out.gauge(
-                    "uptime_digest_outbox_pending",
-                    "Digests waiting for the leader to apply them.",
-                    &[],
-                    pending as u64,
-                );
-            }
-            (Err(e), _) | (_, Err(e)) => warn!(error = %e, "cannot read the digest outbox for /metrics"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,7 +259,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("digests.redb");
         let first = {
-            let o = Outbox::open(&path).unwrap();
+            let o = DigestQueue::open(&path).unwrap();
             let a = o.push(vec![result(1, 1, CheckStatus::Up)]).unwrap();
             let b = o.push(vec![result(1, 1, CheckStatus::Up)]).unwrap();
             assert!(b > a);
@@ -555,7 +267,7 @@ mod tests {
             assert_eq!(o.pending(10).unwrap().iter().map(|d| d.seq).collect::<Vec<_>>(), vec![b]);
             b
         };
-        let o = Outbox::open(&path).unwrap();
+        let o = DigestQueue::open(&path).unwrap();
         assert_eq!(o.len().unwrap(), 1, "an unacknowledged digest survives a restart");
         assert!(o.push(vec![]).unwrap() > first);
     }
@@ -595,7 +307,7 @@ mod tests {
     #[test]
     fn a_backlog_is_coalesced_not_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let o = Outbox::open(&dir.path().join("d.redb")).unwrap();
+        let o = DigestQueue::open(&dir.path().join("d.redb")).unwrap();
         let mut seqs = Vec::new();
         for i in 0..10 {
             let status = if i < 9 { CheckStatus::Up } else { CheckStatus::Down };
@@ -620,7 +332,7 @@ mod tests {
     #[test]
     fn a_digest_that_may_have_been_sent_is_never_coalesced() {
         let dir = tempfile::tempdir().unwrap();
-        let o = Outbox::open(&dir.path().join("d.redb")).unwrap();
+        let o = DigestQueue::open(&dir.path().join("d.redb")).unwrap();
         let seqs: Vec<u64> = (0..10).map(|_| o.push(vec![result(7, 2, CheckStatus::Up)]).unwrap()).collect();
         // The first four went to a leader whose answer was lost.
         let sent_before = o.pending(4).unwrap();
@@ -632,9 +344,9 @@ mod tests {
         let total: u64 = left.iter().flat_map(|d| &d.results).map(|r| r.checks).sum();
         assert_eq!(total, 20, "no check is lost to coalescing");
 
-        // After a restart, whatever is in the outbox may have been sent.
+        // After a restart, whatever is in the queue may have been sent.
         drop(o);
-        let o = Outbox::open(&dir.path().join("d.redb")).unwrap();
+        let o = DigestQueue::open(&dir.path().join("d.redb")).unwrap();
         for _ in 0..6 {
             o.push(vec![result(7, 2, CheckStatus::Up)]).unwrap();
         }

@@ -5,8 +5,10 @@
 //! - `config`: the node's TOML configuration, `UPTIME_*` environment overrides, validation.
 //! - `certs`: the cluster CA and node certificates for peer mutual TLS.
 //! - `server`: start-up in three phases (config, build, run until shutdown).
-//! - `digest`: probe results to digests, the durable digest outbox, proposals
-//!   to the leader, the leader's tick.
+//! - `digest`: probe results folded into digests, the durable `DigestQueue`,
+//!   proposals to the leader.
+//! - `monitor_sync`: the probe scheduler follows the applied monitors.
+//! - `leader`: what only the leader does on its own schedule (the tick).
 //! - `ctl`: the `uptimectl` commands over the typed API client.
 //!
 //! ```no_run
@@ -22,6 +24,8 @@ mod config;
 pub mod ctl;
 pub mod digest;
 mod error;
+pub mod leader;
+pub mod monitor_sync;
 mod server;
 
 pub use config::{Config, DigestSettings, PeerConfig, ProbeSettings, RaftTimings, TlsFiles};

@@ -20,7 +20,7 @@ use crate::error::Error;
 /// A built node: stores open, sockets bound, Raft running.
 pub struct Node {
     config: Config,
-    outbox: crate::digest::Outbox,
+    queue: crate::digest::DigestQueue,
     raft: Raft,
     cluster: Cluster,
     token: String,
@@ -65,7 +65,7 @@ impl Node {
         let log = LogStore::open_with_cache(&log_path, (st.log_cache_mb as usize) << 20)?
             .with_snapshot_floor(sm.snapshot_floor());
         let reader = sm.reader();
-        let outbox = crate::digest::Outbox::open(&config.data_dir.join("digests.redb"))?;
+        let queue = crate::digest::DigestQueue::open(&config.data_dir.join("digests.redb"))?;
 
         let api = match parts.api {
             Some(l) => l,
@@ -103,7 +103,7 @@ impl Node {
             ..ClusterConfig::default()
         };
         let cluster = Cluster::new(cluster_config, raft.clone(), reader, network);
-        Ok(Node { config, outbox, raft, cluster, token, tls, api, peer })
+        Ok(Node { config, queue, raft, cluster, token, tls, api, peer })
     }
 
     pub fn api_addr(&self) -> SocketAddr {
@@ -124,7 +124,7 @@ impl Node {
     /// and an error, rather than leaving it half alive: a node whose Raft core
     /// has died must not keep answering as if it were a member.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
-        let Node { config, outbox, raft, cluster, token, tls, api, peer } = self;
+        let Node { config, queue, raft, cluster, token, tls, api, peer } = self;
         let api_addr = api.local_addr().map_err(|source| Error::Bind { addr: config.api_listen, source })?;
         let peer_addr = peer.local_addr().map_err(|source| Error::Bind { addr: config.peer_listen, source })?;
         info!(node = config.node_id, %api_addr, %peer_addr, tls = tls.is_some(), "uptime-node starting");
@@ -135,7 +135,7 @@ impl Node {
             peer_server = peer_server.tls_config(tls.server_config()).map_err(|e| Error::build("peer TLS", e))?;
         }
         let peer_router = peer_server.add_service(PeerService::new(cluster.clone()).into_server());
-        let local: Arc<dyn uptime_api::LocalMetrics> = Arc::new(outbox.clone());
+        let local: Arc<dyn uptime_api::LocalMetrics> = Arc::new(queue.clone());
         let router = uptime_api::router_with(cluster.clone(), &token, Some(local));
         let digest_config = config.digest.to_config();
         let prober = uptime_probe::Prober::new(config.probe.to_config()?).map_err(|e| Error::build("prober", e))?;
@@ -179,7 +179,7 @@ impl Node {
         // A bootstrap error stops the node like any other failure.
         let mut failure = bootstrap(&config, &raft, peer_addr, api_addr).await.err();
 
-        // Probing: scheduler -> digests -> outbox -> leader; and the leader's tick.
+        // Probing: scheduler -> digests -> digest queue -> leader; and the leader's tick.
         let mut probing = Supervisor::default();
         if failure.is_none() {
             let stop = shutdown.clone();
@@ -187,13 +187,13 @@ impl Node {
                 scheduler.run(stop.cancelled_owned()).await;
                 Ok(())
             });
-            let (o, d, n, s) = (outbox.clone(), digest_config.clone(), sealed.clone(), shutdown.clone());
+            let (o, d, n, s) = (queue.clone(), digest_config.clone(), sealed.clone(), shutdown.clone());
             probing.spawn("digest collector", ok(crate::digest::collect(reports_rx, o, d, n, s)));
             let (c, d, s) = (cluster.clone(), digest_config.clone(), shutdown.clone());
-            probing.spawn("digest proposer", ok(crate::digest::propose(c, outbox, d, sealed, s)));
+            probing.spawn("digest proposer", ok(crate::digest::propose(c, queue, d, sealed, s)));
             let (c, d, s) = (cluster.clone(), digest_config.clone(), shutdown.clone());
-            probing.spawn("monitor sync", ok(crate::digest::sync_monitors(c, scheduler_handle, d, s)));
-            probing.spawn("leader tick", ok(crate::digest::tick(cluster.clone(), digest_config, shutdown.clone())));
+            probing.spawn("monitor sync", ok(crate::monitor_sync::sync_monitors(c, scheduler_handle, d, s)));
+            probing.spawn("leader tick", ok(crate::leader::tick(cluster.clone(), digest_config, shutdown.clone())));
 
             failure = tokio::select! {
                 biased;

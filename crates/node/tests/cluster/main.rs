@@ -974,7 +974,7 @@ async fn digest_counts(cluster: &TestCluster, via: u64) -> Option<(Vec<(u64, u64
         local.push((
             id,
             metric(&page, "uptime_digest_checks_sealed_total")?,
-            metric(&page, "uptime_digest_outbox_pending")?,
+            metric(&page, "uptime_digest_queue_pending")?,
         ));
     }
     Some((local, received))
