@@ -12,19 +12,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
-use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder};
-use uptime_raft_store::typ::Entry;
-use uptime_raft_store::{Command, LogStore, Request, StateMachineStore};
+mod support;
 
-fn entry(index: u64) -> Entry {
-    Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Request {
-            at_ms: 1_000 * index,
-            command: Command::SetSetting { key: format!("k{index}"), value: "v".repeat(100) },
-        }),
-    }
-}
+use openraft::{RaftLogReader, RaftSnapshotBuilder};
+use support::entry;
+use uptime_raft_store::{LogStore, StateMachineStore};
 
 /// A node with entries 1..=10 in its log and its state, and a snapshot of
 /// another node's state at index 300 to receive.

@@ -1,6 +1,8 @@
 //! Table-driven tests of apply: quorum verdicts, hysteresis, stale reporters,
 //! maintenance, retention, incidents, digests, time; and determinism.
 
+mod support;
+
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
 use uptime_probe::CheckSpec;
@@ -84,16 +86,7 @@ impl Sm {
 
 /// A TCP monitor every 10 s with the default policy.
 fn draft(name: &str) -> MonitorDraft {
-    MonitorDraft {
-        name: name.into(),
-        check: CheckSpec::from_target("tcp", "127.0.0.1:9").unwrap(),
-        interval_ms: 10_000,
-        timeout_ms: 5_000,
-        enabled: true,
-        public: false,
-        tags: vec![],
-        policy: AlertPolicy::default(),
-    }
+    support::draft(name, AlertPolicy::default())
 }
 
 use CheckStatus::{Down as D, Up as U};

@@ -4,37 +4,12 @@
 //! once per key within a bounded window of state time; a repeat gets the first
 //! answer.
 
-use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, EntryPayload, LogId};
-use uptime_raft_store::typ::Entry;
-use uptime_raft_store::{
-    Command, IncidentCommand, RejectCode, Request, Response, Severity, StateMachineStore, IDEMPOTENCY_WINDOW_MS,
-};
+mod support;
+
+use support::Store;
+use uptime_raft_store::{Command, IncidentCommand, RejectCode, Response, Severity, IDEMPOTENCY_WINDOW_MS};
 
 const T0: u64 = 1_800_000_000_000;
-
-struct Store {
-    _dir: tempfile::TempDir,
-    sm: StateMachineStore,
-    index: u64,
-}
-
-impl Store {
-    fn new() -> Store {
-        let dir = tempfile::tempdir().unwrap();
-        let sm = StateMachineStore::open(dir.path()).unwrap();
-        Store { _dir: dir, sm, index: 0 }
-    }
-
-    async fn run(&mut self, at_ms: u64, command: Command) -> Response {
-        self.index += 1;
-        let entry = Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), self.index),
-            payload: EntryPayload::Normal(Request { at_ms, command }),
-        };
-        self.sm.apply(vec![entry]).await.unwrap().pop().unwrap()
-    }
-}
 
 fn declare(title: &str) -> Command {
     Command::Incident(IncidentCommand::Declare {

@@ -7,41 +7,17 @@
 //! `last_notified_at_ms + every` overflowed in apply (a panic with overflow
 //! checks, a reminder on every tick without).
 
-use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, EntryPayload, LogId};
+mod support;
+
 use proptest::prelude::*;
+use support::{draft, Store};
 use uptime_probe::CheckSpec;
 use uptime_raft_store::history::LatencyStats;
 use uptime_raft_store::quorum::{CheckStatus, QuorumRule};
-use uptime_raft_store::typ::Entry;
 use uptime_raft_store::{
-    AlertPolicy, Command, Digest, IncidentCommand, MonitorDraft, MonitorResult, NotificationKind, Request, Response,
-    Schedule, Severity, StateMachineStore,
+    AlertPolicy, Command, Digest, IncidentCommand, MonitorDraft, MonitorResult, NotificationKind, Response, Schedule,
+    Severity,
 };
-
-struct Store {
-    _dir: tempfile::TempDir,
-    sm: StateMachineStore,
-    index: u64,
-}
-
-impl Store {
-    fn new() -> Store {
-        let dir = tempfile::tempdir().unwrap();
-        let sm = StateMachineStore::open(dir.path()).unwrap();
-        Store { _dir: dir, sm, index: 0 }
-    }
-
-    /// Applies one entry; a storage error or a panic fails the test.
-    async fn run(&mut self, at_ms: u64, command: Command) -> Response {
-        self.index += 1;
-        let entry = Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), self.index),
-            payload: EntryPayload::Normal(Request { at_ms, command }),
-        };
-        self.sm.apply(vec![entry]).await.expect("apply must not fail on any command").pop().unwrap()
-    }
-}
 
 fn down(node: u64, seq: u64, monitor_id: u64, run: u32) -> Command {
     Command::Digests {
@@ -59,19 +35,6 @@ fn down(node: u64, seq: u64, monitor_id: u64, run: u32) -> Command {
                 latency: LatencyStats::default(),
             }],
         }],
-    }
-}
-
-fn draft(name: &str, policy: AlertPolicy) -> MonitorDraft {
-    MonitorDraft {
-        name: name.into(),
-        check: CheckSpec::from_target("tcp", "127.0.0.1:9").unwrap(),
-        interval_ms: 10_000,
-        timeout_ms: 5_000,
-        enabled: true,
-        public: false,
-        tags: vec![],
-        policy,
     }
 }
 

@@ -3,19 +3,11 @@
 //! from the snapshot at open.
 
 use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
-use uptime_raft_store::typ::Entry;
-use uptime_raft_store::{Command, Request, StateMachineStore};
+mod support;
 
-fn entry(index: u64) -> Entry {
-    Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Request {
-            at_ms: 1_000 * index,
-            command: Command::SetSetting { key: format!("k{index}"), value: "v".repeat(100) },
-        }),
-    }
-}
+use openraft::RaftSnapshotBuilder;
+use support::entry;
+use uptime_raft_store::StateMachineStore;
 
 #[tokio::test]
 async fn state_survives_reopen_and_a_state_behind_its_snapshot_is_restored() {

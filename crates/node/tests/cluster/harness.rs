@@ -175,6 +175,21 @@ tick_ms = 500
         .await
     }
 
+    /// Waits until nodes `ids` report the same applied index and state hash.
+    pub async fn wait_equal_hashes(&self, ids: &[u64]) -> Vec<uptime_api::dto::StateHashView> {
+        wait_until("equal state hashes at an equal index", Duration::from_secs(30), || {
+            let clients: Vec<Client> = ids.iter().map(|id| self.client(*id)).collect();
+            async move {
+                let mut hashes = Vec::new();
+                for c in clients {
+                    hashes.push(c.state_hash().await.ok()?);
+                }
+                hashes.windows(2).all(|w| w[0] == w[1]).then_some(hashes)
+            }
+        })
+        .await
+    }
+
     /// Waits (bounded) for node `id` to exit by itself; `None` if it still runs.
     pub async fn wait_exit(&mut self, id: u64, limit: Duration) -> Option<ExitStatus> {
         let deadline = tokio::time::Instant::now() + limit;

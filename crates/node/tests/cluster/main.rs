@@ -158,17 +158,7 @@ async fn t32_a_crash_between_the_last_snapshot_chunk_and_the_install_loses_nothi
 
     cluster.spawn(lagging);
     cluster.wait_for_monitor(lagging, "m59").await;
-    wait_until("equal state hashes", Duration::from_secs(30), || {
-        let clients: Vec<_> = (1..=3).map(|id| cluster.client(id)).collect();
-        async move {
-            let mut hashes = Vec::new();
-            for c in clients {
-                hashes.push(c.state_hash().await.ok()?);
-            }
-            hashes.windows(2).all(|w| w[0] == w[1]).then_some(())
-        }
-    })
-    .await;
+    cluster.wait_equal_hashes(&[1, 2, 3]).await;
     assert_eq!(cluster.client(lagging).list_monitors(false).await.unwrap().len(), 61);
 }
 
@@ -270,17 +260,7 @@ async fn t50_restarting_every_node_keeps_the_state() {
         assert_eq!(key(&after), key(&before), "node {id}");
     }
     // Every node that reaches the same applied index has the same state.
-    wait_until("equal state hashes at an equal index", Duration::from_secs(20), || {
-        let clients: Vec<_> = (1..=3).map(|id| cluster.client(id)).collect();
-        async move {
-            let mut hs = Vec::new();
-            for c in clients {
-                hs.push(c.state_hash().await.ok()?);
-            }
-            hs.windows(2).all(|w| w[0] == w[1]).then_some(())
-        }
-    })
-    .await;
+    cluster.wait_equal_hashes(&[1, 2, 3]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
