@@ -1,0 +1,53 @@
+//! Cluster status, membership and the state hash.
+
+use super::*;
+
+/// `uptimectl cluster status -o json`, `GET /api/v1/cluster`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The node that answered.
+    pub node_id: u64,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub members: Vec<Member>,
+    pub last_applied: u64,
+    pub last_log_index: u64,
+    /// Index of the last entry covered by the latest snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Index of the last entry purged from the log.
+    pub purged_index: Option<u64>,
+    /// The replicated state's clock on the answering node (Unix ms): the voters'
+    /// median time as of its last applied entry.
+    #[serde(default)]
+    pub state_time_ms: u64,
+    /// How far the answering node's own clock is from the voters' median, in ms
+    /// (positive: ahead); null while it has not heard from a majority.
+    #[serde(default)]
+    pub clock_skew_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: u64,
+    /// Peer (node-to-node) address.
+    pub addr: String,
+    pub api_addr: String,
+    pub voter: bool,
+    /// The leader heard from it recently (the leader itself is healthy).
+    pub healthy: bool,
+}
+
+/// `POST /api/v1/cluster/nodes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddNode {
+    pub id: u64,
+    pub peer_addr: String,
+    pub api_addr: String,
+}
+
+/// `GET /api/v1/cluster/state-hash`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateHashView {
+    pub applied_index: u64,
+    pub hash: String,
+}

@@ -1,0 +1,32 @@
+//! Maintenance windows.
+
+use super::*;
+
+/// A maintenance window as the API shows and takes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceView {
+    #[serde(default)]
+    pub id: u64,
+    pub name: String,
+    /// Monitor ids or names; empty = every monitor.
+    #[serde(default)]
+    pub monitors: Vec<String>,
+    /// One-off: RFC 3339 start and end.
+    #[serde(default)]
+    pub start: Option<String>,
+    #[serde(default)]
+    pub end: Option<String>,
+    /// Recurring: an IANA time zone, a local start time "HH:MM", a duration, and
+    /// optional weekdays (mon..sun; empty = every day).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    #[serde(default)]
+    pub at: Option<String>,
+    #[serde(default)]
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub weekdays: Vec<String>,
+    /// Whether it covers the state clock now (output only).
+    #[serde(default)]
+    pub active: bool,
+}
