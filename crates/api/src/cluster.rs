@@ -388,7 +388,11 @@ impl Cluster {
             None => command,
         };
         command.validate()?;
-        command.check_size()?;
+        // A clear 400 before a forward; on the leader `write_local` measures it
+        // (and needs the size for group commit), so it is not encoded twice.
+        if !self.is_leader() {
+            command.check_size()?;
+        }
         match self.leader_op(LeaderOp::Write(command)).await? {
             Response::Rejected(r) => Err(r.into()),
             other => Ok(other),

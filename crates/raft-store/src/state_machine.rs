@@ -661,8 +661,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 #[cfg(debug_assertions)]
 fn failpoint_fail_apply(command: &crate::Command) -> Result<(), Error> {
     use crate::Command;
-    let Some(name) = std::env::var_os("UPTIMETEST_FAIL_APPLY_MONITOR") else { return Ok(()) };
-    let hit = |c: &Command| matches!(c, Command::CreateMonitor(d) if std::ffi::OsStr::new(&d.name) == name);
+    // Read once: apply runs this for every entry.
+    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let Some(name) = NAME.get_or_init(|| std::env::var("UPTIMETEST_FAIL_APPLY_MONITOR").ok()) else { return Ok(()) };
+    let hit = |c: &Command| matches!(c, Command::CreateMonitor(d) if &d.name == name);
     let hit = match command {
         Command::Batch(cs) => cs.iter().any(hit),
         Command::Idempotent { command, .. } => hit(command),
@@ -886,14 +888,21 @@ mod tests {
         }
     }
 
+    /// A store that applied entries 1..=`n`, and its snapshot (the directory
+    /// must outlive both).
+    async fn source_with_snapshot(n: u64) -> (tempfile::TempDir, StateMachineStore, Snapshot<TypeConfig>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut source = StateMachineStore::open(dir.path()).unwrap();
+        source.apply((1..=n).map(entry).collect::<Vec<_>>()).await.unwrap();
+        let snapshot = source.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        (dir, source, snapshot)
+    }
+
     /// An install cut short after some slices were committed leaves the state
     /// behind the snapshot, and the next open restores the snapshot whole.
     #[tokio::test]
     async fn an_install_cut_short_is_completed_at_the_next_open() {
-        let a = tempfile::tempdir().unwrap();
-        let mut source = StateMachineStore::open(a.path()).unwrap();
-        source.apply((1..=300).map(entry).collect::<Vec<_>>()).await.unwrap();
-        let snap = source.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let (_a, source, snap) = source_with_snapshot(300).await;
         let expected = source.reader().state_hash().unwrap();
 
         let b = tempfile::tempdir().unwrap();
@@ -954,10 +963,7 @@ mod tests {
     /// behind a log already purged past it. Only a newer snapshot is published.
     #[tokio::test]
     async fn a_build_that_finishes_after_a_newer_install_does_not_replace_it() {
-        let a = tempfile::tempdir().unwrap();
-        let mut source = StateMachineStore::open(a.path()).unwrap();
-        source.apply((1..=300).map(entry).collect::<Vec<_>>()).await.unwrap();
-        let newer = source.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let (_a, _source, newer) = source_with_snapshot(300).await;
 
         let b = tempfile::tempdir().unwrap();
         let mut target = StateMachineStore::open(b.path()).unwrap();
@@ -985,10 +991,7 @@ mod tests {
     /// before anything is changed; a damaged one is set aside and the state kept.
     #[tokio::test]
     async fn a_damaged_snapshot_at_open_leaves_the_state_alone() {
-        let a = tempfile::tempdir().unwrap();
-        let mut source = StateMachineStore::open(a.path()).unwrap();
-        source.apply((1..=300).map(entry).collect::<Vec<_>>()).await.unwrap();
-        let snap = source.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let (_a, _source, snap) = source_with_snapshot(300).await;
 
         let b = tempfile::tempdir().unwrap();
         let expected = {
@@ -1015,10 +1018,7 @@ mod tests {
     /// state or the new one, or is told the node is installing.
     #[tokio::test]
     async fn readers_never_see_a_half_installed_state() {
-        let a = tempfile::tempdir().unwrap();
-        let mut source = StateMachineStore::open(a.path()).unwrap();
-        source.apply((1..=3000).map(entry).collect::<Vec<_>>()).await.unwrap();
-        let snap = source.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let (_a, source, snap) = source_with_snapshot(3000).await;
         let new = source.reader().state_hash().unwrap().hash;
 
         let b = tempfile::tempdir().unwrap();

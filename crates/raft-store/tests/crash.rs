@@ -46,6 +46,17 @@ async fn lagging() -> Lagging {
     Lagging { dir, log, sm, snapshot, _source: source }
 }
 
+/// All of `snapshot`'s chunks received, not yet installed.
+async fn receive(
+    sm: &mut StateMachineStore,
+    snapshot: &openraft::Snapshot<uptime_raft_store::TypeConfig>,
+) -> Box<uptime_raft_store::SnapshotFile> {
+    let mut received = sm.begin_receiving_snapshot().await.unwrap();
+    let bytes = std::fs::read(snapshot.snapshot.path()).unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut *received, &bytes).await.unwrap();
+    received
+}
+
 /// What kill -9 now would leave on disk, as a fresh directory.
 fn crash_image(dir: &Path) -> tempfile::TempDir {
     let image = tempfile::tempdir().unwrap();
@@ -64,9 +75,7 @@ async fn a_purge_asked_for_before_the_install_is_durable_waits_for_it() {
     let upto = snapshot.meta.last_log_id.unwrap();
 
     // openraft's order: the install is queued, the purge runs at once.
-    let mut received = sm.begin_receiving_snapshot().await.unwrap();
-    let bytes = std::fs::read(snapshot.snapshot.path()).unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut *received, &bytes).await.unwrap();
+    let received = receive(&mut sm, &snapshot).await;
     log.purge(upto).await.unwrap();
 
     // A crash here: the log must still reach the state it sits beside.
@@ -101,9 +110,7 @@ async fn a_purge_asked_for_before_the_install_is_durable_waits_for_it() {
 async fn an_append_that_would_leave_a_hole_waits_for_the_install() {
     let Lagging { dir: _dir, mut log, mut sm, snapshot, _source } = lagging().await;
     let upto = snapshot.meta.last_log_id.unwrap();
-    let mut received = sm.begin_receiving_snapshot().await.unwrap();
-    let bytes = std::fs::read(snapshot.snapshot.path()).unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut *received, &bytes).await.unwrap();
+    let received = receive(&mut sm, &snapshot).await;
     log.purge(upto).await.unwrap();
 
     let (done_tx, done_rx) = std::sync::mpsc::channel();

@@ -139,6 +139,18 @@ tick_ms = 500
         n.child = Some(child);
     }
 
+    /// Restarts every node, one at a time and waiting for a healthy cluster
+    /// after each, with extra environment variables (failpoints).
+    pub async fn restart_all_with_env(&mut self, env: &[(&str, &str)]) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        self.wait_healthy(ids.len()).await;
+        for id in &ids {
+            assert_eq!(self.terminate(*id).await.code(), Some(0));
+            self.spawn_with_env(*id, env);
+            self.wait_healthy(ids.len()).await;
+        }
+    }
+
     /// Adds a fresh node that waits to be added (join = true) and starts it.
     pub fn spawn_joiner(&mut self, id: u64) {
         self.prepare_joiner(id);

@@ -722,12 +722,7 @@ async fn t57_a_leader_with_its_clock_a_year_ahead_moves_state_time_nowhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t58_a_write_whose_outcome_was_lost_is_applied_once() {
     let mut cluster = TestCluster::start(3).await;
-    cluster.wait_healthy(3).await;
-    for id in 1..=3 {
-        assert_eq!(cluster.terminate(id).await.code(), Some(0));
-        cluster.spawn_with_env(id, &[("UPTIMETEST_STOP_AFTER_COMMIT", "1")]);
-        cluster.wait_healthy(3).await;
-    }
+    cluster.restart_all_with_env(&[("UPTIMETEST_STOP_AFTER_COMMIT", "1")]).await;
     let leader = cluster.leader(1, None).await;
     let follower = (1..=3).find(|id| *id != leader).unwrap();
 
@@ -777,12 +772,7 @@ async fn t58_a_write_whose_outcome_was_lost_is_applied_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t59_a_node_whose_raft_core_stops_exits_with_the_reason() {
     let mut cluster = TestCluster::start(3).await;
-    cluster.wait_healthy(3).await;
-    for id in 1..=3 {
-        assert_eq!(cluster.terminate(id).await.code(), Some(0));
-        cluster.spawn_with_env(id, &[("UPTIMETEST_FAIL_APPLY_MONITOR", "poison")]);
-        cluster.wait_healthy(3).await;
-    }
+    cluster.restart_all_with_env(&[("UPTIMETEST_FAIL_APPLY_MONITOR", "poison")]).await;
     let leader = cluster.leader(1, None).await;
     let _ = cluster.client(leader).create_monitor(&monitor("poison")).await;
     // The leader applies what it commits, so it meets the failure for sure; a
