@@ -93,12 +93,7 @@ impl Admin for AdminService {
             public: r.public,
             paused: r.paused,
             tags: r.tags,
-            confirmations: None,
-            recovery_confirmations: None,
-            quorum: None,
-            notify_on_recovery: None,
-            renotify: None,
-            channels: Vec::new(),
+            ..CreateMonitor::default()
         };
         Ok(Response::new(ops::create_monitor(&self.cluster, body).await.map_err(status)?.into()))
     }

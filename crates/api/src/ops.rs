@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use uptime_probe::{CheckSpec, HttpSpec, StatusRange};
 use uptime_raft_store::history::{uptime_percent, Level, Retention};
-use uptime_raft_store::quorum::CheckStatus;
+use uptime_raft_store::quorum::QuorumRule;
 use uptime_raft_store::{
     AlertPolicy, Command, IncidentCommand, IncidentState, MaintenanceWindow, Monitor, MonitorDraft, PeerNode, Response,
     Schedule, Severity,

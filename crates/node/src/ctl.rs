@@ -98,9 +98,12 @@ pub enum MaintenanceCmd {
     /// One-off: --start and --end (RFC 3339). Recurring: --time-zone, --at HH:MM, --duration, [--weekdays mon,tue].
     Add {
         name: String,
-        /// Monitors (ids or names); none = every monitor.
-        #[arg(long, value_delimiter = ',')]
+        /// Monitors (ids or names) the window silences.
+        #[arg(long, value_delimiter = ',', required_unless_present = "all_monitors")]
         monitors: Vec<String>,
+        /// Silence every monitor, present and future, instead of a list.
+        #[arg(long, conflicts_with = "monitors")]
+        all_monitors: bool,
         #[arg(long)]
         start: Option<String>,
         #[arg(long)]
@@ -187,7 +190,7 @@ pub struct AddMonitor {
     pub target: String,
     #[arg(long, default_value = "30s")]
     pub interval: String,
-    /// Default: the interval, at most 10s.
+    /// Default: 4/5 of the interval, at most 10s.
     #[arg(long)]
     pub timeout: Option<String>,
     /// Expected HTTP status codes (repeat or comma-separate).
@@ -211,6 +214,16 @@ pub struct AddMonitor {
     /// Remind every DURATION while an incident is unacknowledged (e.g. 30m).
     #[arg(long)]
     pub renotify: Option<String>,
+    /// Open a "no data" incident after no node has reported a check for this
+    /// long (default 10m); 0s = never.
+    #[arg(long)]
+    pub no_data_after: Option<String>,
+    /// Severity of the "no data" incident: critical, major, minor (default), info.
+    #[arg(long)]
+    pub no_data_severity: Option<String>,
+    /// Open an incident when the monitor is degraded, not only when it is down.
+    #[arg(long)]
+    pub alert_on_degraded: bool,
     /// Show on the public status page.
     #[arg(long)]
     pub public: bool,
@@ -239,6 +252,9 @@ impl AddMonitor {
             notify_on_recovery: self.no_recovery_notify.then_some(false),
             renotify: self.renotify,
             channels: self.channels,
+            no_data_after: self.no_data_after,
+            no_data_severity: self.no_data_severity,
+            alert_on_degraded: self.alert_on_degraded.then_some(true),
         }
     }
 }
@@ -333,11 +349,22 @@ pub async fn run(cli: Cli) -> Result<String, ClientError> {
             let ws = client.list_maintenance().await?;
             Ok(if json { to_json(&ws) } else { maintenance_table(&ws) })
         }
-        Command::Maintenance(MaintenanceCmd::Add { name, monitors, start, end, time_zone, at, duration, weekdays }) => {
+        Command::Maintenance(MaintenanceCmd::Add {
+            name,
+            monitors,
+            all_monitors,
+            start,
+            end,
+            time_zone,
+            at,
+            duration,
+            weekdays,
+        }) => {
             let w = client
                 .create_maintenance(&MaintenanceView {
                     name,
                     monitors,
+                    all_monitors,
                     start,
                     end,
                     time_zone,
@@ -347,6 +374,9 @@ pub async fn run(cli: Cli) -> Result<String, ClientError> {
                     ..Default::default()
                 })
                 .await?;
+            for warning in &w.warnings {
+                eprintln!("warning: {warning}");
+            }
             Ok(if json { to_json(&w) } else { maintenance_table(std::slice::from_ref(&w)) })
         }
         Command::Maintenance(MaintenanceCmd::Rm { id }) => {
@@ -471,7 +501,7 @@ fn maintenance_table(ws: &[MaintenanceView]) -> String {
                     ),
                     _ => "-".into(),
                 };
-                let monitors = if w.monitors.is_empty() { "all".to_string() } else { w.monitors.join(",") };
+                let monitors = if w.all_monitors { "all".to_string() } else { w.monitors.join(",") };
                 vec![w.id.to_string(), w.name.clone(), w.active.to_string(), monitors, when]
             })
             .collect(),

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use uptime_api::Cluster;
 use uptime_probe::{Report, Status};
 use uptime_raft_store::history::LatencyStats;
@@ -59,30 +59,55 @@ impl Default for DigestConfig {
 }
 
 /// Per-monitor results of the current window, and each monitor's run of
-/// same-class results, which spans windows: a monitor checked every 30 s shows
+/// same-status results, which spans windows: a monitor checked every 30 s shows
 /// up in one 2 s window out of fifteen, and its run must survive the others.
 /// One small entry per monitor this node has checked since it started.
 #[derive(Default)]
 struct Window {
     results: HashMap<u64, MonitorResult>,
-    runs: HashMap<u64, (bool, u32)>,
+    runs: HashMap<u64, (CheckStatus, u32)>,
+    /// Checks that could not run, not yet counted into `/metrics`.
+    not_run: u64,
 }
 
 impl Window {
+    /// Folds one run's report. A run counts one status: a degraded result ends
+    /// a run of downs (a 429 then one 503 is one down, not two failures).
+    ///
+    /// A check this node could not run (`Err`: no ICMP permission, no file
+    /// descriptors) says nothing about the target: it is reported as
+    /// `NotChecked` with the reason, which the per-node view shows and the
+    /// verdict does not count as a vote; it adds no check to the history.
     fn fold(&mut self, report: Report) {
-        // A prober that could not run says nothing about the target (no vote).
-        let Ok(outcome) = report.result else { return };
-        let status = match outcome.status {
-            Status::Up => CheckStatus::Up,
-            Status::Degraded => CheckStatus::Degraded,
-            Status::Down => CheckStatus::Down,
+        let (status, error, latency) = match report.result {
+            Ok(outcome) => {
+                let status = match outcome.status {
+                    Status::Up => CheckStatus::Up,
+                    Status::Degraded => CheckStatus::Degraded,
+                    Status::Down => CheckStatus::Down,
+                };
+                (status, outcome.error.map(|e| e.message).unwrap_or_default(), Some(outcome.latency))
+            }
+            Err(e) => {
+                self.not_run += 1;
+                (CheckStatus::NotChecked, format!("this node could not run the check: {e}"), None)
+            }
         };
-        let failing = status != CheckStatus::Up;
-        let run = self.runs.entry(report.monitor_id).or_insert((failing, 0));
-        if run.0 == failing {
+        let previous = self.runs.get(&report.monitor_id).map(|r| r.0);
+        if previous != Some(status) && (previous == Some(CheckStatus::NotChecked) || status == CheckStatus::NotChecked)
+        {
+            // Once per change, not once per check.
+            if status == CheckStatus::NotChecked {
+                warn!(monitor_id = report.monitor_id, reason = %error, "cannot run this monitor's check; it is reported as not checked and does not vote");
+            } else {
+                info!(monitor_id = report.monitor_id, "can run this monitor's check again");
+            }
+        }
+        let run = self.runs.entry(report.monitor_id).or_insert((status, 0));
+        if run.0 == status {
             run.1 = run.1.saturating_add(1);
         } else {
-            *run = (failing, 1);
+            *run = (status, 1);
         }
         let run = run.1;
         let r = self.results.entry(report.monitor_id).or_insert_with(|| MonitorResult {
@@ -94,12 +119,14 @@ impl Window {
             last_error: String::new(),
             latency: LatencyStats::default(),
         });
-        r.checks += 1;
-        r.failures += u64::from(failing);
         r.last_status = status;
         r.run = run;
-        r.last_error = outcome.error.map(|e| e.message).unwrap_or_default();
-        r.latency.record(outcome.latency.as_micros() as u64);
+        r.last_error = error;
+        if let Some(latency) = latency {
+            r.checks += 1;
+            r.failures += u64::from(matches!(status, CheckStatus::Down | CheckStatus::Degraded));
+            r.latency.record(latency.as_micros() as u64);
+        }
     }
 
     fn take(&mut self) -> Vec<MonitorResult> {
@@ -124,7 +151,12 @@ pub async fn collect(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             report = reports.recv() => match report {
-                Some(r) => window.fold(r),
+                Some(r) => {
+                    window.fold(r);
+                    if window.not_run > 0 {
+                        queue.count_not_run(std::mem::take(&mut window.not_run));
+                    }
+                }
                 None => break,
             },
             _ = ticker.tick() => {
@@ -276,6 +308,12 @@ mod tests {
         let now = tokio::time::Instant::now();
         let outcome = match status {
             uptime_probe::Status::Up => uptime_probe::Outcome::up(Duration::from_millis(3)),
+            uptime_probe::Status::Degraded => uptime_probe::Outcome::degraded(
+                uptime_probe::ErrorKind::Status,
+                None,
+                "429 Too Many Requests",
+                Duration::from_millis(3),
+            ),
             _ => uptime_probe::Outcome::down(
                 uptime_probe::ErrorKind::Connect,
                 None,
@@ -302,6 +340,37 @@ mod tests {
         // A different class starts a new run.
         w.fold(report(1, Up));
         assert_eq!(w.take()[0].run, 1);
+    }
+
+    /// Issue 10, point 9: degraded and down shared one "failing" run, so a
+    /// 429 then one 503 reported a run of 2 and confirmed DOWN after a single
+    /// down result. A run counts one class.
+    #[tokio::test]
+    async fn a_run_counts_one_class() {
+        use uptime_probe::Status::{Degraded, Down, Up};
+        let mut w = Window::default();
+        for (status, want) in [(Degraded, 1), (Down, 1), (Down, 2), (Degraded, 1), (Degraded, 2), (Up, 1), (Down, 1)] {
+            w.fold(report(1, status));
+            let r = w.take();
+            assert_eq!(r[0].run, want, "after {status:?}");
+        }
+    }
+
+    /// Issue 10, point 13: a result the node could not produce (no ICMP
+    /// permission, no file descriptors) vanished: the monitor showed UNKNOWN
+    /// forever with no reason anywhere. It is reported as "not checked", with
+    /// the reason, and never counts as a check of the target.
+    #[tokio::test]
+    async fn a_check_the_node_could_not_run_is_reported_with_its_reason() {
+        let mut w = Window::default();
+        let now = tokio::time::Instant::now();
+        let err = uptime_probe::Error::Config { field: "icmp", message: "raw sockets need CAP_NET_RAW".into() };
+        w.fold(Report { monitor_id: 4, due: now, started: now, result: Err(err) });
+        let r = w.take();
+        assert_eq!(r.len(), 1, "the result vanished");
+        assert_eq!(r[0].last_status, CheckStatus::NotChecked);
+        assert!(r[0].last_error.contains("CAP_NET_RAW"), "{}", r[0].last_error);
+        assert_eq!((r[0].checks, r[0].failures), (0, 0), "no check of the target happened");
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! leader's stamps (`max(previous, at_ms)`).
 //!
 //! Invariants kept here:
-//! 1. At most one open (triggered or acknowledged) incident per monitor, listed
-//!    in OPEN_INCIDENTS; an incident is never deleted.
+//! 1. At most one open incident per monitor is the verdict's (cause down,
+//!    degraded or no data), listed in OPEN_INCIDENTS; only the verdict resolves
+//!    it on its own. Declared incidents never take that place, so a person's
+//!    incident can neither hide an outage nor be resolved by a recovery. An
+//!    incident is never deleted.
 //! 2. A digest seq at or below a node's last applied seq is dropped, so a digest
 //!    re-sent after a leader change or a restart is applied once.
 //! 3. During a maintenance window no incident opens and no notification is written
@@ -36,10 +39,10 @@ use crate::command::{Command, IncidentCommand, Rejection, Response, IDEMPOTENCY_
 use crate::error::{db, Error};
 use crate::history::{Bucket, Level, Retention};
 use crate::model::{
-    AlertPolicy, Digest, Incident, IncidentState, MaintenanceWindow, Monitor, MonitorDraft, MonitorResult,
-    Notification, NotificationKind, NotificationState, Observation, Severity, TimelineEvent, Verdict,
+    AlertPolicy, Digest, Incident, IncidentCause, IncidentState, MaintenanceWindow, Monitor, MonitorDraft,
+    MonitorResult, Notification, NotificationKind, NotificationState, Observation, Severity, TimelineEvent, Verdict,
 };
-use crate::quorum::{self, CheckStatus, MonitorState, NodeReport};
+use crate::quorum::{self, CheckStatus, MonitorState, NodeReport, QuorumRule};
 use crate::tables::*;
 
 pub(crate) const CLOCK: &str = "clock_ms";
@@ -237,8 +240,8 @@ impl<'t> Apply<'t> {
             }
             Command::Incident(c) => self.incident(c),
             Command::Idempotent { key, command } => self.idempotent(key, command),
-            Command::CreateMaintenance { name, monitors, schedule } => {
-                self.create_maintenance(name, monitors, schedule)
+            Command::CreateMaintenance { name, monitors, all_monitors, schedule } => {
+                self.create_maintenance(name, monitors, *all_monitors, schedule)
             }
             Command::DeleteMaintenance { id } => self.delete_maintenance(*id),
         }

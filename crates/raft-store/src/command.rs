@@ -43,6 +43,8 @@ pub enum Command {
     CreateMaintenance {
         name: String,
         monitors: Vec<u64>,
+        /// Every monitor; `monitors` must then be empty.
+        all_monitors: bool,
         schedule: Schedule,
     },
     DeleteMaintenance {
@@ -224,10 +226,22 @@ impl Command {
                 }
                 command.validate()
             }
-            Command::CreateMaintenance { name, monitors, schedule } => {
+            Command::CreateMaintenance { name, monitors, all_monitors, schedule } => {
                 non_empty("name", name, 200)?;
                 if monitors.len() > MAX_WINDOW_MONITORS {
                     return Err(Rejection::invalid("monitors", format!("at most {MAX_WINDOW_MONITORS}")));
+                }
+                match (monitors.is_empty(), all_monitors) {
+                    (true, false) => {
+                        return Err(Rejection::invalid(
+                            "monitors",
+                            "name the monitors the window silences, or ask for all monitors explicitly",
+                        ))
+                    }
+                    (false, true) => {
+                        return Err(Rejection::invalid("monitors", "either all monitors or a list, not both"))
+                    }
+                    _ => {}
                 }
                 schedule.validate()
             }
@@ -280,12 +294,42 @@ impl Schedule {
                 if *start_minute >= 24 * 60 {
                     return Err(Rejection::invalid("start", "must be a time of day"));
                 }
-                if *duration_ms == 0 || *duration_ms > 7 * 86_400_000 {
-                    return Err(Rejection::invalid("duration", "must be more than 0 and at most 7 days"));
+                if *duration_ms == 0 {
+                    return Err(Rejection::invalid("duration", "must be more than 0"));
+                }
+                // A window that reaches its own next start is always active:
+                // it would silence its monitors for good.
+                let gap = Schedule::shortest_gap_ms(weekdays);
+                if *duration_ms >= gap {
+                    return Err(Rejection::invalid(
+                        "duration",
+                        format!(
+                            "{} reaches the window's next start ({} later), so it would never end; \
+                             make it shorter, or use fewer days or a one-off window",
+                            humantime::format_duration(std::time::Duration::from_millis(*duration_ms)),
+                            humantime::format_duration(std::time::Duration::from_millis(gap)),
+                        ),
+                    ));
                 }
                 Ok(())
             }
         }
+    }
+
+    /// The shortest time from one start of a recurring window to the next:
+    /// a day when every day is listed (or none), else the smallest gap between
+    /// consecutive listed weekdays, the week wrapping around.
+    fn shortest_gap_ms(weekdays: &[u8]) -> u64 {
+        const DAY: u64 = 86_400_000;
+        let mut days: Vec<u8> = weekdays.to_vec();
+        days.sort_unstable();
+        days.dedup();
+        if days.len() <= 1 {
+            return if days.is_empty() { DAY } else { 7 * DAY };
+        }
+        let wrap = u64::from(days[0]) + 7 - u64::from(days[days.len() - 1]);
+        let gaps = days.windows(2).map(|w| u64::from(w[1] - w[0]));
+        gaps.chain([wrap]).min().unwrap_or(7) * DAY
     }
 
     /// Whether `at_ms` falls inside the window. Pure: the time zone rules are

@@ -45,9 +45,9 @@ pub use error::Error;
 pub use floor::SnapshotFloor;
 pub use log_store::{begin_durable, refuse_empty_file, LogStore, DEFAULT_LOG_CACHE};
 pub use model::{
-    AlertPolicy, Digest, Incident, IncidentState, MaintenanceWindow, Monitor, MonitorDraft, MonitorResult,
-    Notification, NotificationKind, NotificationState, Observation, Schedule, Severity, TimelineEvent, Verdict,
-    MAX_TIMELINE,
+    AlertPolicy, Digest, Incident, IncidentCause, IncidentState, MaintenanceWindow, Monitor, MonitorDraft,
+    MonitorResult, Notification, NotificationKind, NotificationState, Observation, Schedule, Severity, TimelineEvent,
+    Verdict, DEFAULT_NO_DATA_MS, MAX_TIMELINE, MIN_TIMEOUT_MS,
 };
 pub use snapshot::SnapshotFile;
 pub use state_machine::{StateHash, StateMachineStore, StateReader, DEFAULT_STATE_CACHE};

@@ -42,7 +42,16 @@ pub struct AlertPolicy {
     pub renotify_interval_ms: u64,
     /// Channel names; empty = the cluster's default channels.
     pub channels: Vec<String>,
+    /// A verdict of UNKNOWN (no node reports a check it ran) for this long
+    /// opens a "no data" incident; 0 = never.
+    pub no_data_after_ms: u64,
+    pub no_data_severity: Severity,
+    /// A DEGRADED verdict opens an incident (minor) too; DOWN always does.
+    pub alert_on_degraded: bool,
 }
+
+/// No data for this long opens an incident, unless the monitor says otherwise.
+pub const DEFAULT_NO_DATA_MS: u64 = 10 * 60_000;
 
 impl Default for AlertPolicy {
     fn default() -> Self {
@@ -53,6 +62,9 @@ impl Default for AlertPolicy {
             notify_on_recovery: true,
             renotify_interval_ms: 0,
             channels: Vec::new(),
+            no_data_after_ms: DEFAULT_NO_DATA_MS,
+            no_data_severity: Severity::Minor,
+            alert_on_degraded: false,
         }
     }
 }
@@ -128,6 +140,9 @@ impl MonitorDraft {
         if p.renotify_interval_ms != 0 && !(60_000..=MAX_RENOTIFY_MS).contains(&p.renotify_interval_ms) {
             return Err(Rejection::invalid("renotify_interval", "must be 0 (off) or 1m to 7d"));
         }
+        if p.no_data_after_ms != 0 && !(60_000..=MAX_RENOTIFY_MS).contains(&p.no_data_after_ms) {
+            return Err(Rejection::invalid("no_data_after", "must be 0 (off) or 1m to 7d"));
+        }
         if p.channels.len() > MAX_LIST {
             return Err(Rejection::invalid("channels", format!("at most {MAX_LIST}")));
         }
@@ -178,7 +193,7 @@ impl Monitor {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
     pub status: CheckStatus,
-    /// Consecutive results in the class of `status` (ok or failing).
+    /// Consecutive results with this same status.
     pub run: u32,
     /// State time when the report was applied.
     pub at_ms: u64,
@@ -231,6 +246,11 @@ impl Severity {
         })
     }
 
+    /// 0 is the most severe.
+    pub fn rank(self) -> u8 {
+        self as u8
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Critical => "critical",
@@ -257,12 +277,37 @@ pub struct TimelineEvent {
 /// about 2 MiB), and a note costs a bounded rewrite.
 pub const MAX_TIMELINE: usize = 500;
 
+/// Why an incident exists: what opened it decides what may close it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IncidentCause {
+    /// Declared by a person; only a person resolves it.
+    Declared,
+    /// A confirmed DOWN verdict; the recovery resolves it.
+    Down,
+    /// A confirmed DEGRADED verdict, for monitors that alert on it.
+    Degraded,
+    /// No node reported a check of the monitor for longer than its bound.
+    NoData,
+}
+
+impl IncidentCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentCause::Declared => "declared",
+            IncidentCause::Down => "down",
+            IncidentCause::Degraded => "degraded",
+            IncidentCause::NoData => "no_data",
+        }
+    }
+}
+
 /// An incident. Never deleted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
     pub id: u64,
     /// None for a manually declared incident not tied to a monitor.
     pub monitor_id: Option<u64>,
+    pub cause: IncidentCause,
     pub title: String,
     pub state: IncidentState,
     pub severity: Severity,
@@ -323,13 +368,17 @@ pub struct Notification {
 }
 
 /// A maintenance window: while active, its monitors' verdict is MAINTENANCE, no
-/// incident opens and nothing is sent for them.
+/// incident opens, nothing is sent for them, and their failures do not count
+/// against uptime.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MaintenanceWindow {
     pub id: u64,
     pub name: String,
-    /// Affected monitors; empty = every monitor.
+    /// Affected monitors, when not `all_monitors`.
     pub monitors: Vec<u64>,
+    /// Every monitor, present and future: asked for explicitly, never implied
+    /// by an empty list.
+    pub all_monitors: bool,
     pub schedule: Schedule,
 }
 

@@ -3,9 +3,10 @@
 //! applies the same entries reaches the same verdict.
 //!
 //! Hysteresis is carried by the reports themselves: each node says how many of
-//! its consecutive results were in the same class (ok, or failing), and a node
-//! counts toward DOWN only after `confirmations` failing results in a row, toward
-//! UP only after `recovery_confirmations` ok results in a row. A node in between
+//! its consecutive results had the same status (up, degraded or down: a run
+//! counts one class), and a node counts toward DOWN only after `confirmations`
+//! down results in a row, toward DEGRADED after as many degraded (or down)
+//! ones, toward UP only after `recovery_confirmations` ok results in a row. A node in between
 //! votes for neither, and the state stays as it was. This keeps the rule
 //! independent of how the leader batches digests into entries.
 
@@ -29,9 +30,12 @@ pub enum MonitorState {
     Up,
     Down,
     Degraded,
-    /// No fresh reporter (new, paused, or every node silent).
+    /// No fresh reporter (new, or every node silent or unable to check).
     Unknown,
     Maintenance,
+    /// Paused by an operator: not checked, not alerted. Appended last, so
+    /// older records decode unchanged.
+    Paused,
 }
 
 impl MonitorState {
@@ -42,6 +46,7 @@ impl MonitorState {
             MonitorState::Degraded => "degraded",
             MonitorState::Unknown => "unknown",
             MonitorState::Maintenance => "maintenance",
+            MonitorState::Paused => "paused",
         }
     }
 }
@@ -52,11 +57,24 @@ pub enum CheckStatus {
     Up,
     Degraded,
     Down,
+    /// The node could not run the check (no permission for ICMP, out of file
+    /// descriptors, a source address it does not have): it knows nothing about
+    /// the target and does not vote. Appended last, so older records decode.
+    NotChecked,
 }
 
 impl CheckStatus {
     fn failing(self) -> bool {
-        !matches!(self, CheckStatus::Up)
+        matches!(self, CheckStatus::Degraded | CheckStatus::Down)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Up => "up",
+            CheckStatus::Degraded => "degraded",
+            CheckStatus::Down => "down",
+            CheckStatus::NotChecked => "not_checked",
+        }
     }
 }
 
@@ -64,7 +82,8 @@ impl CheckStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeReport {
     pub status: CheckStatus,
-    /// Consecutive results in the same class as `status` (ok, or failing), ≥ 1.
+    /// Consecutive results with this same `status`, ≥ 1: a degraded result
+    /// ends a run of downs and starts its own.
     pub run: u32,
     /// State time (leader time) of the report.
     pub at_ms: u64,
@@ -105,25 +124,28 @@ pub fn evaluate(
     if in_maintenance {
         return MonitorState::Maintenance;
     }
-    let fresh: Vec<&NodeReport> =
-        reports.iter().filter(|r| now_ms.saturating_sub(r.at_ms) <= policy.stale_after_ms).collect();
+    // A vote is a fresh report of a check the node ran.
+    let fresh: Vec<&NodeReport> = reports
+        .iter()
+        .filter(|r| r.status != CheckStatus::NotChecked && now_ms.saturating_sub(r.at_ms) <= policy.stale_after_ms)
+        .collect();
     let Some(need) = policy.quorum.needed(fresh.len()) else {
         return MonitorState::Unknown;
     };
     let confirmed_failing = |r: &&&NodeReport| r.status.failing() && r.run >= policy.confirmations;
     let down = fresh.iter().filter(confirmed_failing).filter(|r| r.status == CheckStatus::Down).count();
     let failing = fresh.iter().filter(confirmed_failing).count();
-    let up = fresh.iter().filter(|r| !r.status.failing() && r.run >= policy.recovery_confirmations).count();
+    let up = fresh.iter().filter(|r| r.status == CheckStatus::Up && r.run >= policy.recovery_confirmations).count();
     if down >= need {
         MonitorState::Down
     } else if failing >= need {
         MonitorState::Degraded
     } else if up >= need {
         MonitorState::Up
-    } else if matches!(current, MonitorState::Unknown | MonitorState::Maintenance) {
+    } else if matches!(current, MonitorState::Unknown | MonitorState::Maintenance | MonitorState::Paused) {
         // Nothing confirmed yet and no earlier verdict to keep: say what the
         // quorum sees unconfirmed, once any side reaches it.
-        let raw_up = fresh.iter().filter(|r| !r.status.failing()).count();
+        let raw_up = fresh.iter().filter(|r| r.status == CheckStatus::Up).count();
         if raw_up >= need {
             MonitorState::Up
         } else {
@@ -137,7 +159,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use CheckStatus::{Degraded as G, Down as D, Up as U};
+    use CheckStatus::{Degraded as G, Down as D, NotChecked as N, Up as U};
     use MonitorState as S;
 
     fn policy(quorum: QuorumRule) -> VerdictPolicy {
@@ -169,6 +191,10 @@ mod tests {
             ("count beyond reporters",         Count(4), S::Up, vec![r(D, 2), r(D, 2), r(D, 2)], S::Unknown),
             ("no reporters",                   Majority, S::Up, vec![], S::Unknown),
             ("first report up",                Majority, S::Unknown, vec![r(U, 1)], S::Up),
+            ("not checked does not vote",      Majority, S::Up, vec![r(N, 9), r(N, 9), r(D, 2)], S::Down),
+            ("nobody could check",             Majority, S::Up, vec![r(N, 9), r(N, 9), r(N, 9)], S::Unknown),
+            ("not checked is not up",          Majority, S::Unknown, vec![r(N, 9), r(N, 9), r(D, 1)], S::Unknown),
+            ("after a pause, first report up", Majority, S::Paused, vec![r(U, 1)], S::Up),
         ];
         for (name, rule, current, reports, want) in cases {
             assert_eq!(evaluate(current, &reports, now, &policy(rule), false), want, "{name}");

@@ -142,17 +142,27 @@ fn policy() -> impl Strategy<Value = AlertPolicy> {
         any::<bool>(),
         prop_oneof![Just(0u64), Just(60_000), extreme_u64()],
         prop::collection::vec(text(), 0..3),
+        (prop_oneof![Just(0u64), Just(60_000), extreme_u64()], any::<bool>()),
     )
         .prop_map(
-            |(confirmations, recovery_confirmations, quorum, notify_on_recovery, renotify_interval_ms, channels)| {
-                AlertPolicy {
-                    confirmations,
-                    recovery_confirmations,
-                    quorum,
-                    notify_on_recovery,
-                    renotify_interval_ms,
-                    channels,
-                }
+            |(
+                confirmations,
+                recovery_confirmations,
+                quorum,
+                notify_on_recovery,
+                renotify_interval_ms,
+                channels,
+                (no_data_after_ms, alert_on_degraded),
+            )| AlertPolicy {
+                confirmations,
+                recovery_confirmations,
+                quorum,
+                notify_on_recovery,
+                renotify_interval_ms,
+                channels,
+                no_data_after_ms,
+                no_data_severity: uptime_raft_store::Severity::Minor,
+                alert_on_degraded,
             },
         )
 }
@@ -258,8 +268,14 @@ fn single_command() -> impl Strategy<Value = Command> {
         Just(Command::Tick),
         Just(Command::Tick),
         incident_command().prop_map(Command::Incident),
-        (text(), prop::collection::vec(prop_oneof![1u64..4, extreme_u64()], 0..3), schedule())
-            .prop_map(|(name, monitors, schedule)| Command::CreateMaintenance { name, monitors, schedule }),
+        (text(), prop::collection::vec(prop_oneof![1u64..4, extreme_u64()], 0..3), any::<bool>(), schedule()).prop_map(
+            |(name, monitors, all_monitors, schedule)| Command::CreateMaintenance {
+                name,
+                monitors,
+                all_monitors,
+                schedule
+            }
+        ),
         id.prop_map(|id| Command::DeleteMaintenance { id }),
     ]
 }

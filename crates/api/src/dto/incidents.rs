@@ -8,6 +8,9 @@ pub struct IncidentView {
     pub id: u64,
     pub monitor_id: Option<u64>,
     pub title: String,
+    /// What opened it: `down`, `degraded` or `no_data` (the verdict, which
+    /// resolves it on recovery), or `declared` (a person, who resolves it).
+    pub cause: String,
     /// `triggered`, `acknowledged` or `resolved`.
     pub state: String,
     pub severity: String,
@@ -34,6 +37,7 @@ impl From<&uptime_raft_store::Incident> for IncidentView {
             id: i.id,
             monitor_id: i.monitor_id,
             title: i.title.clone(),
+            cause: i.cause.as_str().into(),
             state: i.state.as_str().into(),
             severity: i.severity.as_str().into(),
             assignee: i.assignee.clone(),

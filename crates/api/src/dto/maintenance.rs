@@ -8,9 +8,12 @@ pub struct MaintenanceView {
     #[serde(default)]
     pub id: u64,
     pub name: String,
-    /// Monitor ids or names; empty = every monitor.
+    /// Monitor ids or names.
     #[serde(default)]
     pub monitors: Vec<String>,
+    /// Every monitor, present and future, instead of a list: never implied.
+    #[serde(default)]
+    pub all_monitors: bool,
     /// One-off: RFC 3339 start and end.
     #[serde(default)]
     pub start: Option<String>,
@@ -29,4 +32,8 @@ pub struct MaintenanceView {
     /// Whether it covers the state clock now (output only).
     #[serde(default)]
     pub active: bool,
+    /// Things worth a second look that did not stop the write, such as a
+    /// one-off window entirely in the past (output only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }

@@ -54,6 +54,16 @@ pub struct CreateMonitor {
     pub renotify: Option<String>,
     #[serde(default)]
     pub channels: Vec<String>,
+    /// UNKNOWN (no node reports a check it ran) for this long opens a
+    /// "no data" incident ("10m", the default); "0s" = never.
+    #[serde(default)]
+    pub no_data_after: Option<String>,
+    /// Severity of that incident: critical, major, minor (default) or info.
+    #[serde(default)]
+    pub no_data_severity: Option<String>,
+    /// Whether a DEGRADED verdict opens an incident too (default false).
+    #[serde(default)]
+    pub alert_on_degraded: Option<bool>,
 }
 
 /// A monitor as the API shows it.
@@ -68,7 +78,8 @@ pub struct MonitorView {
     pub enabled: bool,
     pub public: bool,
     pub tags: Vec<String>,
-    /// `up`, `down`, `degraded`, `unknown` or `maintenance` (also while paused).
+    /// `up`, `down`, `degraded`, `unknown` (no node reports a check it ran),
+    /// `maintenance` or `paused`.
     pub state: String,
     /// When the state last changed (leader time, Unix ms).
     pub state_since_ms: u64,
@@ -79,6 +90,10 @@ pub struct MonitorView {
     pub notify_on_recovery: bool,
     pub renotify_s: f64,
     pub channels: Vec<String>,
+    /// 0 = no "no data" incidents.
+    pub no_data_after_s: f64,
+    pub no_data_severity: String,
+    pub alert_on_degraded: bool,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
     /// The full check specification.
@@ -107,6 +122,9 @@ impl MonitorView {
             notify_on_recovery: p.notify_on_recovery,
             renotify_s: p.renotify_interval_ms as f64 / 1000.0,
             channels: p.channels.clone(),
+            no_data_after_s: p.no_data_after_ms as f64 / 1000.0,
+            no_data_severity: p.no_data_severity.as_str().into(),
+            alert_on_degraded: p.alert_on_degraded,
             created_at_ms: m.created_at_ms,
             updated_at_ms: m.updated_at_ms,
             check: serde_json::to_value(&m.check).unwrap_or(serde_json::Value::Null),
@@ -118,9 +136,10 @@ impl MonitorView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeView {
     pub node_id: u64,
-    /// `up`, `down` or `degraded`.
+    /// `up`, `down`, `degraded`, or `not_checked`: the node could not run the
+    /// check (`last_error` says why) and does not vote.
     pub status: String,
-    /// Consecutive results in the same class (ok / failing).
+    /// Consecutive results with this same status.
     pub run: u32,
     pub at: String,
     pub at_ms: u64,

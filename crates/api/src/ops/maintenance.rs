@@ -14,6 +14,7 @@ pub(crate) fn maintenance_view(cluster: &Cluster, w: &MaintenanceWindow, now: u6
         id: w.id,
         name: w.name.clone(),
         monitors: names,
+        all_monitors: w.all_monitors,
         active: w.schedule.contains(now),
         ..Default::default()
     };
@@ -83,11 +84,17 @@ pub async fn create_maintenance(cluster: &Cluster, body: MaintenanceView) -> Res
             ))
         }
     };
-    let cmd = Command::CreateMaintenance { name: body.name, monitors, schedule };
+    let warnings = match schedule {
+        Schedule::Once { end_ms, .. } if end_ms <= cluster.reader().clock_ms()? => {
+            vec![format!("the window ended before it was created ({}): it will never be active", rfc3339(end_ms))]
+        }
+        _ => Vec::new(),
+    };
+    let cmd = Command::CreateMaintenance { name: body.name, monitors, all_monitors: body.all_monitors, schedule };
     match cluster.write(cmd).await? {
         Response::Maintenance(w) => {
             let now = cluster.reader().clock_ms()?;
-            Ok(maintenance_view(cluster, &w, now))
+            Ok(MaintenanceView { warnings, ..maintenance_view(cluster, &w, now) })
         }
         other => Err(ApiError::internal(format!("unexpected answer from apply: {other:?}"))),
     }

@@ -37,6 +37,7 @@ pub(crate) fn parse_duration(field: &str, value: Option<&str>, default: Duration
 
 pub async fn create_monitor(cluster: &Cluster, body: CreateMonitor) -> Result<MonitorView, ApiError> {
     let draft = draft(body)?;
+    possible_quorum(cluster, &draft)?;
     monitor_write(cluster, Command::CreateMonitor(draft)).await
 }
 
@@ -45,6 +46,7 @@ pub async fn create_monitor(cluster: &Cluster, body: CreateMonitor) -> Result<Mo
 pub async fn update_monitor(cluster: &Cluster, id_or_name: &str, body: CreateMonitor) -> Result<MonitorView, ApiError> {
     let id = find(cluster, id_or_name).await?.id;
     let draft = draft(body)?;
+    possible_quorum(cluster, &draft)?;
     monitor_write(cluster, Command::UpdateMonitor { id, draft }).await
 }
 
@@ -57,6 +59,27 @@ pub(crate) async fn monitor_write(cluster: &Cluster, command: Command) -> Result
         }
         other => Err(ApiError::internal(format!("unexpected answer from apply: {other:?}"))),
     }
+}
+
+/// A quorum of N reporting nodes on a cluster of fewer members could never be
+/// reached: the monitor would stay UNKNOWN for good.
+fn possible_quorum(cluster: &Cluster, draft: &MonitorDraft) -> Result<(), ApiError> {
+    if let QuorumRule::Count(n) = draft.policy.quorum {
+        let members = cluster.local_status().members.len();
+        if n as usize > members {
+            return Err(ApiError::invalid(
+                "quorum",
+                format!("{n} reporting nodes can never agree: the cluster has {members} members"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The timeout when none is given: below the interval, so a check that hangs
+/// until its timeout still ends before its next slot (at most 10 s).
+fn default_timeout(interval_ms: u64) -> Duration {
+    Duration::from_millis((interval_ms / 5 * 4).clamp(uptime_raft_store::MIN_TIMEOUT_MS, 10_000))
 }
 
 /// Checks and converts the API's monitor body.
@@ -73,8 +96,7 @@ pub(crate) fn draft(body: CreateMonitor) -> Result<MonitorDraft, ApiError> {
         check.validate().map_err(spec_err)?;
     }
     let interval_ms = parse_duration("interval", body.interval.as_deref(), Duration::from_secs(30))?;
-    let timeout_ms =
-        parse_duration("timeout", body.timeout.as_deref(), Duration::from_millis(interval_ms.min(10_000)))?;
+    let timeout_ms = parse_duration("timeout", body.timeout.as_deref(), default_timeout(interval_ms))?;
     let defaults = AlertPolicy::default();
     let quorum = match body.quorum.as_deref() {
         None => defaults.quorum,
@@ -88,6 +110,18 @@ pub(crate) fn draft(body: CreateMonitor) -> Result<MonitorDraft, ApiError> {
         notify_on_recovery: body.notify_on_recovery.unwrap_or(defaults.notify_on_recovery),
         renotify_interval_ms: parse_duration("renotify", body.renotify.as_deref(), Duration::ZERO)?,
         channels: body.channels,
+        no_data_after_ms: parse_duration(
+            "no_data_after",
+            body.no_data_after.as_deref(),
+            Duration::from_millis(defaults.no_data_after_ms),
+        )?,
+        no_data_severity: match body.no_data_severity.as_deref() {
+            None => defaults.no_data_severity,
+            Some(s) => Severity::parse(s).ok_or_else(|| {
+                ApiError::invalid("no_data_severity", format!("{s:?}: expected critical, major, minor or info"))
+            })?,
+        },
+        alert_on_degraded: body.alert_on_degraded.unwrap_or(defaults.alert_on_degraded),
     };
     Ok(MonitorDraft {
         name: body.name,
@@ -128,12 +162,7 @@ pub async fn node_view(cluster: &Cluster, id_or_name: &str) -> Result<Vec<NodeVi
         .into_iter()
         .map(|(node_id, o)| NodeView {
             node_id,
-            status: match o.status {
-                CheckStatus::Up => "up",
-                CheckStatus::Down => "down",
-                CheckStatus::Degraded => "degraded",
-            }
-            .into(),
+            status: o.status.as_str().into(),
             run: o.run,
             at: rfc3339(o.at_ms),
             at_ms: o.at_ms,

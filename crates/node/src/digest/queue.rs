@@ -37,6 +37,8 @@ pub struct DigestQueue {
     /// lost): digests up to it are never coalesced (invariant 3). At open every
     /// digest already in the queue counts as sent: the last run may have sent it.
     sent: Arc<AtomicU64>,
+    /// Checks this node could not run since it started (see `Window::fold`).
+    not_run: Arc<AtomicU64>,
 }
 
 impl DigestQueue {
@@ -56,7 +58,7 @@ impl DigestQueue {
             let last = table.last().map_err(store_err)?.map(|(k, _)| k.value());
             last.unwrap_or(0)
         };
-        Ok(DigestQueue { db: Arc::new(db), sent: Arc::new(AtomicU64::new(last)) })
+        Ok(DigestQueue { db: Arc::new(db), sent: Arc::new(AtomicU64::new(last)), not_run: Arc::default() })
     }
 
     /// Records that digests up to `seq` are about to be sent to a leader.
@@ -219,6 +221,13 @@ fn merge_latency(into: &mut LatencyStats, from: &LatencyStats) {
     }
 }
 
+impl DigestQueue {
+    /// Counts `n` checks this node could not run, for `/metrics`.
+    pub(crate) fn count_not_run(&self, n: u64) {
+        self.not_run.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 /// This node's side of the digest flow on `/metrics`.
 impl uptime_api::LocalMetrics for DigestQueue {
     fn write(&self, out: &mut uptime_api::MetricsWriter) {
@@ -245,5 +254,12 @@ impl uptime_api::LocalMetrics for DigestQueue {
             }
             (Err(e), _) | (_, Err(e)) => warn!(error = %e, "cannot read the digest queue for /metrics"),
         }
+        out.counter(
+            "uptime_checks_not_run_total",
+            "Checks this node could not run (no permission, no file descriptors, a missing source address): \
+             reported as not checked, no vote.",
+            &[],
+            self.not_run.load(Ordering::Relaxed),
+        );
     }
 }

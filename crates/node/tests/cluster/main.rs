@@ -556,7 +556,7 @@ async fn t85_incidents_maintenance_pause_and_history_through_the_api() {
 
     // Pause and resume: state follows, through a follower.
     let paused = c.pause_monitor("db", true).await.unwrap();
-    assert_eq!((paused.state.as_str(), paused.paused), ("maintenance", true));
+    assert_eq!((paused.state.as_str(), paused.paused), ("paused", true));
     let resumed = c.pause_monitor("db", false).await.unwrap();
     assert_eq!((resumed.state.as_str(), resumed.paused), ("unknown", false));
 
@@ -615,6 +615,7 @@ async fn t85_incidents_maintenance_pause_and_history_through_the_api() {
     match c
         .create_maintenance(&MaintenanceView {
             name: "x".into(),
+            monitors: vec!["db".into()],
             time_zone: Some("Mars/Base".into()),
             at: Some("01:00".into()),
             duration: Some("1h".into()),
@@ -625,9 +626,62 @@ async fn t85_incidents_maintenance_pause_and_history_through_the_api() {
         Err(ClientError::Api { status: 400, field, .. }) => assert_eq!(field.as_deref(), Some("time_zone")),
         other => panic!("{other:?}"),
     }
+    // Issue 10, point 17: a window naming no monitors silenced every monitor,
+    // and one longer than its own period was always active.
+    for (bad, field) in [
+        (
+            MaintenanceView {
+                name: "all?".into(),
+                start: Some("2030-01-01T00:00:00Z".into()),
+                end: Some("2030-01-02T00:00:00Z".into()),
+                ..Default::default()
+            },
+            "monitors",
+        ),
+        (
+            MaintenanceView {
+                name: "forever".into(),
+                monitors: vec!["db".into()],
+                time_zone: Some("UTC".into()),
+                at: Some("00:00".into()),
+                duration: Some("25h".into()),
+                ..Default::default()
+            },
+            "duration",
+        ),
+    ] {
+        match c.create_maintenance(&bad).await {
+            Err(ClientError::Api { status: 400, field: f, .. }) => assert_eq!(f.as_deref(), Some(field), "{bad:?}"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    // A one-off window entirely in the past is created, with a warning.
+    let past = c
+        .create_maintenance(&MaintenanceView {
+            name: "last year".into(),
+            all_monitors: true,
+            start: Some("2020-01-01T00:00:00Z".into()),
+            end: Some("2020-01-01T01:00:00Z".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(past.all_monitors && past.warnings.iter().any(|w| w.contains("never be active")), "{past:?}");
+    c.delete_maintenance(&past.id.to_string()).await.unwrap();
     assert_eq!(c.list_maintenance().await.unwrap().len(), 1);
     c.delete_maintenance(&w.id.to_string()).await.unwrap();
     assert!(c.list_maintenance().await.unwrap().is_empty());
+
+    // Issue 10, point 14: a quorum no cluster of this size can reach was accepted.
+    let mut impossible = monitor("five");
+    impossible.quorum = Some("5".into());
+    match c.create_monitor(&impossible).await {
+        Err(ClientError::Api { status: 400, field, message, .. }) => {
+            assert_eq!(field.as_deref(), Some("quorum"), "{message}");
+            assert!(message.contains("3 members"), "{message}");
+        }
+        other => panic!("quorum 5 on 3 nodes: {other:?}"),
+    }
 
     // History of a monitor nobody probes yet: empty, with no uptime figure.
     let h = c.history("db", "24h").await.unwrap();

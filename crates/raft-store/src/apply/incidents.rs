@@ -12,6 +12,7 @@ impl Apply<'_> {
         monitor: Option<&Monitor>,
         title: String,
         severity: Severity,
+        cause: IncidentCause,
         by: &str,
         text: &str,
     ) -> Result<Incident> {
@@ -19,6 +20,7 @@ impl Apply<'_> {
         let inc = Incident {
             id,
             monitor_id: monitor.map(|m| m.id),
+            cause,
             title,
             state: IncidentState::Triggered,
             severity,
@@ -30,7 +32,7 @@ impl Apply<'_> {
             timeline: vec![self.event(by, "opened", text)],
         };
         self.put(INCIDENTS, &id_key(id), &inc)?;
-        if let Some(m) = monitor {
+        if let Some(m) = monitor.filter(|_| cause != IncidentCause::Declared) {
             self.put(OPEN_INCIDENTS, &id_key(m.id), &id)?;
         }
         let silenced = match monitor {
@@ -92,15 +94,14 @@ impl Apply<'_> {
                 },
                 None => None,
             };
-            if let Some(m) = &monitor {
-                if let Some(open) = self.get::<u64>(OPEN_INCIDENTS, &id_key(m.id))? {
-                    return reject(Rejection::conflict(
-                        "monitor",
-                        format!("monitor {} already has open incident {open}", m.id),
-                    ));
-                }
-            }
-            let inc = self.open_incident(monitor.as_ref(), title.clone(), *severity, by, "declared")?;
+            let inc = self.open_incident(
+                monitor.as_ref(),
+                title.clone(),
+                *severity,
+                IncidentCause::Declared,
+                by,
+                "declared",
+            )?;
             return Ok(Response::Incident(inc));
         }
         let id = match c {
@@ -128,10 +129,13 @@ impl Apply<'_> {
                 if inc.state == IncidentState::Resolved {
                     return reject(Rejection::conflict("state", format!("incident {id} is already resolved")));
                 }
-                let notify = match inc.monitor_id.map(|m| self.monitor(m)).transpose()?.flatten() {
-                    Some(m) => m.policy.notify_on_recovery,
-                    None => true,
-                };
+                let monitor = inc.monitor_id.map(|m| self.monitor(m)).transpose()?.flatten();
+                if let Some(m) = &monitor {
+                    if let Some(why) = self.still_failing(&inc, m)? {
+                        return reject(Rejection::conflict("state", why));
+                    }
+                }
+                let notify = monitor.as_ref().is_none_or(|m| m.policy.notify_on_recovery);
                 return Ok(match self.close_incident(id, by, "resolved by hand", notify)? {
                     Some(inc) => Response::Incident(inc),
                     None => Response::Rejected(Rejection::not_found(format!("no incident with id {id}"))),
@@ -141,7 +145,7 @@ impl Apply<'_> {
                 if inc.state != IncidentState::Resolved {
                     return reject(Rejection::conflict("state", format!("incident {id} is not resolved")));
                 }
-                if let Some(m) = inc.monitor_id {
+                if let Some(m) = inc.monitor_id.filter(|_| inc.cause != IncidentCause::Declared) {
                     if let Some(open) = self.get::<u64>(OPEN_INCIDENTS, &id_key(m))? {
                         return reject(Rejection::conflict(
                             "monitor",
@@ -174,5 +178,26 @@ impl Apply<'_> {
         }
         self.put(INCIDENTS, &id_key(id), &inc)?;
         Ok(Response::Incident(inc))
+    }
+
+    /// Why the verdict's incident `inc` cannot be resolved by hand yet: its
+    /// monitor is still in the state that opened it. Resolving it would leave
+    /// an outage with no incident and no reminder until it flapped; the verdict
+    /// resolves it on recovery. `None` when it may be resolved.
+    fn still_failing(&self, inc: &Incident, m: &Monitor) -> Result<Option<String>> {
+        let state = self.get::<Verdict>(VERDICTS, &id_key(m.id))?.map(|v| v.state);
+        let hint = "it resolves itself when the monitor recovers; to silence it, pause the monitor or add a maintenance window";
+        Ok(match (inc.cause, state) {
+            (IncidentCause::Down, Some(MonitorState::Down)) => {
+                Some(format!("monitor {} is still down; {hint}", m.name))
+            }
+            (IncidentCause::Degraded, Some(MonitorState::Degraded)) => {
+                Some(format!("monitor {} is still degraded; {hint}", m.name))
+            }
+            (IncidentCause::NoData, Some(MonitorState::Unknown)) => {
+                Some(format!("still no data for monitor {}; {hint}, or turn its no-data alert off", m.name))
+            }
+            _ => None,
+        })
     }
 }

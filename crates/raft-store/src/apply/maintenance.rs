@@ -7,6 +7,7 @@ impl Apply<'_> {
         &mut self,
         name: &str,
         monitors: &[u64],
+        all_monitors: bool,
         schedule: &crate::model::Schedule,
     ) -> Result<Response> {
         for m in monitors {
@@ -15,8 +16,13 @@ impl Apply<'_> {
             }
         }
         let id = self.next_id(NEXT_MAINTENANCE)?;
-        let w =
-            MaintenanceWindow { id, name: name.to_owned(), monitors: monitors.to_vec(), schedule: schedule.clone() };
+        let w = MaintenanceWindow {
+            id,
+            name: name.to_owned(),
+            monitors: monitors.to_vec(),
+            all_monitors,
+            schedule: schedule.clone(),
+        };
         self.put(MAINTENANCE, &id_key(id), &w)?;
         self.reevaluate_all()?;
         Ok(Response::Maintenance(w))
@@ -37,7 +43,7 @@ impl Apply<'_> {
         }
         let windows = self.windows.borrow();
         for w in windows.iter().flatten() {
-            if (w.monitors.is_empty() || w.monitors.contains(&monitor_id)) && w.schedule.contains(self.now) {
+            if (w.all_monitors || w.monitors.contains(&monitor_id)) && w.schedule.contains(self.now) {
                 return Ok(true);
             }
         }

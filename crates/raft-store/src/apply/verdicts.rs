@@ -51,25 +51,31 @@ impl Apply<'_> {
             latency_us,
         };
         self.put(OBSERVATIONS, &pair_key(m.id, node_id), &obs)?;
-        for level in Level::ALL {
-            let key = history_key(m.id, level.code(), level.bucket_start(self.now));
-            if !self.buckets.contains_key(&key) {
-                let stored: Bucket = self.get(HISTORY, &key)?.unwrap_or_default();
-                self.buckets.insert(key, stored);
-            }
-            if let Some(bucket) = self.buckets.get_mut(&key) {
-                bucket.fold(r.checks, r.failures.min(r.checks), &r.latency);
+        // Time in a maintenance window is not downtime: its checks stay out of
+        // the history that uptime is computed from.
+        if r.checks > 0 && !self.in_maintenance(m.id)? {
+            for level in Level::ALL {
+                let key = history_key(m.id, level.code(), level.bucket_start(self.now));
+                if !self.buckets.contains_key(&key) {
+                    let stored: Bucket = self.get(HISTORY, &key)?.unwrap_or_default();
+                    self.buckets.insert(key, stored);
+                }
+                if let Some(bucket) = self.buckets.get_mut(&key) {
+                    bucket.fold(r.checks, r.failures.min(r.checks), &r.latency);
+                }
             }
         }
         self.evaluate(&m)
     }
 
-    /// Recomputes a monitor's verdict and acts on a change.
+    /// Recomputes a monitor's verdict and acts on a change; also opens a
+    /// "no data" incident once the verdict has been UNKNOWN for the
+    /// monitor's bound (a matter of time, so it is looked at on every tick).
     pub(super) fn evaluate(&mut self, m: &Monitor) -> Result<()> {
         let current: Verdict =
             self.get(VERDICTS, &id_key(m.id))?.unwrap_or(Verdict { state: MonitorState::Unknown, since_ms: self.now });
         let next = if !m.enabled {
-            MonitorState::Maintenance
+            MonitorState::Paused
         } else {
             let reports: Vec<NodeReport> = self
                 .scan::<Observation>(OBSERVATIONS, &id_key(m.id))?
@@ -80,25 +86,123 @@ impl Apply<'_> {
             quorum::evaluate(current.state, &reports, self.now, &m.verdict_policy(), maintenance)
         };
         if next == current.state {
+            if next == MonitorState::Unknown {
+                self.no_data(m, current.since_ms)?;
+            }
             return Ok(());
         }
         self.put(VERDICTS, &id_key(m.id), &Verdict { state: next, since_ms: self.now })?;
+        tracing::info!(
+            monitor = %m.name,
+            monitor_id = m.id,
+            from = current.state.as_str(),
+            to = next.as_str(),
+            "monitor verdict changed"
+        );
+        let open = self.verdict_incident(m.id)?;
+        // Data again: a "no data" incident has done its job, whatever the data says.
+        if let Some(inc) = &open {
+            if inc.cause == IncidentCause::NoData && next != MonitorState::Unknown {
+                self.close_incident(inc.id, SYSTEM, &format!("reports resumed: {}", next.as_str()), true)?;
+            }
+        }
         match next {
             MonitorState::Down => {
-                if self.get::<u64>(OPEN_INCIDENTS, &id_key(m.id))?.is_none() {
-                    let errors = self.down_summary(m.id)?;
-                    let title = format!("{} is down", m.name);
-                    self.open_incident(Some(m), title, Severity::Critical, SYSTEM, &errors)?;
-                }
+                let errors = self.down_summary(m.id)?;
+                self.confirmed_failing(m, IncidentCause::Down, &errors)?;
+            }
+            MonitorState::Degraded if m.policy.alert_on_degraded => {
+                let errors = self.down_summary(m.id)?;
+                self.confirmed_failing(m, IncidentCause::Degraded, &errors)?;
             }
             MonitorState::Up => {
-                if let Some(incident_id) = self.get::<u64>(OPEN_INCIDENTS, &id_key(m.id))? {
-                    self.close_incident(incident_id, SYSTEM, "recovered", m.policy.notify_on_recovery)?;
+                if let Some(inc) = open.filter(|i| matches!(i.cause, IncidentCause::Down | IncidentCause::Degraded)) {
+                    self.close_incident(inc.id, SYSTEM, "recovered", m.policy.notify_on_recovery)?;
                 }
             }
-            MonitorState::Degraded | MonitorState::Unknown | MonitorState::Maintenance => {}
+            MonitorState::Degraded | MonitorState::Unknown | MonitorState::Maintenance | MonitorState::Paused => {}
         }
         Ok(())
+    }
+
+    /// The open incident the verdict owns for monitor `id`, if any.
+    fn verdict_incident(&self, id: u64) -> Result<Option<Incident>> {
+        let Some(incident_id) = self.get::<u64>(OPEN_INCIDENTS, &id_key(id))? else { return Ok(None) };
+        Ok(self.get::<Incident>(INCIDENTS, &id_key(incident_id))?.filter(|i| i.state != IncidentState::Resolved))
+    }
+
+    /// A confirmed DOWN (or DEGRADED, where the monitor alerts on it) always
+    /// leaves a visible, notifiable mark: a new incident, or, when the verdict
+    /// already has one open, an entry on its timeline, escalated and notified
+    /// when the failure is worse than what it was opened for.
+    fn confirmed_failing(&mut self, m: &Monitor, cause: IncidentCause, errors: &str) -> Result<()> {
+        let severity = match cause {
+            IncidentCause::Down => Severity::Critical,
+            _ => Severity::Minor,
+        };
+        let Some(mut inc) = self.verdict_incident(m.id)?.filter(|i| i.cause != IncidentCause::NoData) else {
+            let title = match cause {
+                IncidentCause::Down => format!("{} is down", m.name),
+                _ => format!("{} is degraded", m.name),
+            };
+            self.open_incident(Some(m), title, severity, cause, SYSTEM, errors)?;
+            return Ok(());
+        };
+        let worse = cause == IncidentCause::Down && inc.cause != IncidentCause::Down;
+        inc.record(self.event(SYSTEM, cause.as_str(), errors));
+        if worse {
+            inc.cause = IncidentCause::Down;
+            inc.title = format!("{} is down", m.name);
+            if severity.rank() < inc.severity.rank() {
+                inc.severity = severity;
+                inc.record(self.event(SYSTEM, "severity", severity.as_str()));
+            }
+            inc.last_notified_at_ms = self.now;
+        }
+        self.put(INCIDENTS, &id_key(inc.id), &inc)?;
+        if worse && !self.in_maintenance(m.id)? {
+            self.notify(&inc, Some(&m.policy), NotificationKind::Open)?;
+        }
+        Ok(())
+    }
+
+    /// Opens a "no data" incident for `m` once its verdict has been UNKNOWN
+    /// since `since_ms` for longer than its bound, unless one is open already.
+    fn no_data(&mut self, m: &Monitor, since_ms: u64) -> Result<()> {
+        let after = m.policy.no_data_after_ms;
+        if !m.enabled || after == 0 || self.now.saturating_sub(since_ms) < after || self.in_maintenance(m.id)? {
+            return Ok(());
+        }
+        if self.get::<u64>(OPEN_INCIDENTS, &id_key(m.id))?.is_some() {
+            return Ok(());
+        }
+        let why = self.no_data_summary(m)?;
+        let title = format!("{}: no data", m.name);
+        self.open_incident(Some(m), title, m.policy.no_data_severity, IncidentCause::NoData, SYSTEM, &why)?;
+        Ok(())
+    }
+
+    /// Why nobody votes: per node, the reason it could not check, or how old
+    /// its last report is.
+    fn no_data_summary(&self, m: &Monitor) -> Result<String> {
+        let stale = m.verdict_policy().stale_after_ms;
+        let mut parts: Vec<String> = Vec::new();
+        for (k, o) in self.scan::<Observation>(OBSERVATIONS, &id_key(m.id))? {
+            let node = read_u64(&k[8..]);
+            let age = self.now.saturating_sub(o.at_ms);
+            if o.status == CheckStatus::NotChecked && age <= stale {
+                parts.push(format!("node {node}: could not check: {}", o.last_error));
+            } else {
+                parts.push(format!("node {node}: last report {}s ago", age / 1000));
+            }
+        }
+        if parts.is_empty() {
+            return Ok(format!("no node has reported a check of {} yet", m.name));
+        }
+        if let QuorumRule::Count(n) = m.policy.quorum {
+            parts.push(format!("the quorum needs {n} reporting nodes"));
+        }
+        Ok(parts.join("; "))
     }
 
     /// "node 2: connection refused; node 3: timeout" from the nodes that see it down.
@@ -106,7 +210,7 @@ impl Apply<'_> {
         let parts: Vec<String> = self
             .scan::<Observation>(OBSERVATIONS, &id_key(monitor_id))?
             .into_iter()
-            .filter(|(_, o)| o.status == CheckStatus::Down)
+            .filter(|(_, o)| matches!(o.status, CheckStatus::Down | CheckStatus::Degraded))
             .map(|(k, o)| format!("node {}: {}", read_u64(&k[8..]), o.last_error))
             .collect();
         Ok(parts.join("; "))
