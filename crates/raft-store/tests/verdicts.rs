@@ -248,3 +248,63 @@ async fn maintenance_windows_that_silence_for_good_are_refused() {
         .await;
     assert!(matches!(ok, Response::Maintenance(_)), "{ok:?}");
 }
+
+/// Point 13: what a node could not check is visible (status and reason), is
+/// not a vote and not a check in the history, and a monitor nobody can check
+/// ends in a "no data" incident that says why.
+#[tokio::test]
+async fn checks_no_node_could_run_are_shown_and_end_in_a_no_data_incident_that_says_why() {
+    let mut s = Sm::new();
+    let id = s.monitor("ping", AlertPolicy { no_data_after_ms: 5 * MIN, ..quick() }).await;
+    for minute in 0..=6 {
+        for n in 1..=3 {
+            s.seqs[n as usize] += 1;
+            let digest = Digest {
+                seq: s.seqs[n as usize],
+                coalesced: 0,
+                results: vec![MonitorResult {
+                    monitor_id: id,
+                    checks: 0,
+                    failures: 0,
+                    last_status: CheckStatus::NotChecked,
+                    run: 1 + minute as u32,
+                    last_error: "this node could not run the check: raw sockets need CAP_NET_RAW".into(),
+                    latency: LatencyStats::default(),
+                }],
+            };
+            s.run(T0 + 1000 + minute * MIN, Command::Digests { node_id: n, digests: vec![digest] }).await;
+        }
+        s.run(T0 + 1000 + minute * MIN, Command::Tick).await;
+    }
+    assert_eq!(s.state(id), MonitorState::Unknown, "a node that cannot check does not vote");
+    let seen = s.s.sm.reader().observations(id).unwrap();
+    assert!(seen.iter().all(|(_, o)| o.status == CheckStatus::NotChecked && o.last_error.contains("CAP_NET_RAW")));
+    let history = s.s.sm.reader().history(id, Level::Day, 0, u64::MAX).unwrap();
+    assert_eq!(history.iter().map(|(_, b)| b.checks).sum::<u64>(), 0, "no check of the target happened");
+    let inc = s.incidents().into_iter().find(|i| i.state == IncidentState::Triggered).expect("a no-data incident");
+    assert!(inc.timeline[0].text.contains("could not check") && inc.timeline[0].text.contains("CAP_NET_RAW"));
+}
+
+/// Point 14: a degraded verdict alerts when the monitor asks for it, and a
+/// later DOWN escalates that incident (severity, title, a new notification).
+#[tokio::test]
+async fn degraded_alerts_by_opt_in_and_escalates_to_down() {
+    let mut s = Sm::new();
+    let quiet = s.monitor("quiet", quick()).await;
+    let loud = s.monitor("loud", AlertPolicy { alert_on_degraded: true, ..quick() }).await;
+    for id in [quiet, loud] {
+        s.all(T0 + 1000, id, CheckStatus::Degraded).await;
+        assert_eq!(s.state(id), MonitorState::Degraded);
+    }
+    let open: Vec<_> = s.incidents().into_iter().filter(|i| i.state == IncidentState::Triggered).collect();
+    assert_eq!(open.iter().map(|i| i.monitor_id).collect::<Vec<_>>(), vec![Some(loud)]);
+    assert_eq!(open[0].severity, Severity::Minor);
+    s.all(T0 + 2000, loud, CheckStatus::Down).await;
+    let inc = s.incident(open[0].id);
+    assert_eq!((inc.severity, inc.title.as_str()), (Severity::Critical, "loud is down"));
+    let opens = s.outbox().iter().filter(|(i, k)| *i == inc.id && *k == NotificationKind::Open).count();
+    assert_eq!(opens, 2, "the escalation is notified");
+    assert_eq!(s.incidents().len(), 1, "one incident for one outage");
+    s.all(T0 + 3000, loud, CheckStatus::Up).await;
+    assert_eq!(s.incident(inc.id).state, IncidentState::Resolved);
+}

@@ -212,3 +212,32 @@ pub async fn history(cluster: &Cluster, id_or_name: &str, range: Option<&str>) -
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(interval: &str) -> CreateMonitor {
+        CreateMonitor {
+            name: "web".into(),
+            kind: "tcp".into(),
+            target: "127.0.0.1:9".into(),
+            interval: Some(interval.into()),
+            ..CreateMonitor::default()
+        }
+    }
+
+    /// Issue 10, point 12: the default timeout was the interval (up to 10 s),
+    /// so a hanging target's check ran into its next slot and every other slot
+    /// was skipped: DOWN took twice the confirmations.
+    #[test]
+    fn the_default_timeout_ends_before_the_next_slot() {
+        for (interval, want_ms) in
+            [("1s", 800), ("5s", 4_000), ("10s", 8_000), ("12s", 9_600), ("30s", 10_000), ("1h", 10_000)]
+        {
+            let d = draft(body(interval)).unwrap();
+            assert_eq!(d.timeout_ms, want_ms, "interval {interval}");
+            assert!(d.timeout_ms < d.interval_ms);
+        }
+    }
+}
