@@ -32,6 +32,7 @@ impl Apply<'_> {
             timeline: vec![self.event(by, "opened", text)],
         };
         self.put(INCIDENTS, &id_key(id), &inc)?;
+        tracing::info!(incident_id = id, monitor_id = ?inc.monitor_id, cause = cause.as_str(), title = %inc.title, "incident opened");
         if let Some(m) = monitor.filter(|_| cause != IncidentCause::Declared) {
             self.put(OPEN_INCIDENTS, &id_key(m.id), &id)?;
         }
@@ -66,6 +67,7 @@ impl Apply<'_> {
         inc.resolved_at_ms = Some(self.now);
         inc.record(self.event(by, "resolved", text));
         self.put(INCIDENTS, &id_key(id), &inc)?;
+        tracing::info!(incident_id = id, monitor_id = ?inc.monitor_id, by, reason = text, "incident resolved");
         let monitor = match inc.monitor_id {
             Some(m) => {
                 if self.get::<u64>(OPEN_INCIDENTS, &id_key(m))? == Some(id) {
