@@ -14,7 +14,7 @@
 //! 1. At most `max_in_flight` checks run at once; due runs wait in the heap
 //!    (their lateness shows in [`Report::started`] − [`Report::due`]).
 //! 2. At most `max_in_flight_per_endpoint` checks run against one endpoint
-//!    (see [`endpoint`] for what that is: the `(host, port)`, or the question a
+//!    (see `scheduler/endpoint.rs` for what that is: the `(host, port)`, or the question a
 //!    DNS check puts to its resolver); further runs for it queue behind them
 //!    in order. A queued run waits at most its timeout: when that passes it is
 //!    reported — a timeout naming the endpoint and its checks in flight if the
@@ -101,9 +101,12 @@ impl Report {
 pub trait Execute: Send + Sync + 'static {
     fn execute(&self, spec: &CheckSpec, timeout: Duration) -> impl Future<Output = Result<Outcome, Error>> + Send;
 
-    /// The endpoint whose in-flight cap this check counts against; see
-    /// [`endpoint`]. The default does not know which resolvers the executor
-    /// asks and names them "the node's resolver".
+    /// The endpoint whose in-flight cap this check counts against, as reports
+    /// name it: `host:port` for connection checks, the host for ICMP, and for
+    /// DNS checks the name and the resolver asked (`a.example via 10.0.0.53:53`),
+    /// so DNS checks of different names do not share a cap. The default does
+    /// not know which resolvers the executor asks and says "the node's
+    /// resolver"; the [`Prober`] names its configured nameservers.
     fn endpoint(&self, spec: &CheckSpec) -> String {
         endpoint::key(spec, None)
     }
@@ -159,7 +162,7 @@ impl Default for SchedulerConfig {
 
 /// Longest `first_check_within` accepted: past it a new monitor is no longer
 /// checked "within seconds".
-pub const MAX_FIRST_CHECK_WITHIN: Duration = Duration::from_secs(60);
+const MAX_FIRST_CHECK_WITHIN: Duration = Duration::from_secs(60);
 
 impl SchedulerConfig {
     pub fn validate(self) -> Result<SchedulerConfig, Error> {
@@ -425,10 +428,13 @@ impl<E: Execute> Scheduler<E> {
         job.timeout = job.timeout.min(MAX_INTERVAL);
         let now = Instant::now();
         let id = job.id;
+        if self.slots.get(&id).is_some_and(|slot| *slot.job == job) {
+            // Unchanged (a resync sends the whole set): nothing to work out.
+            return;
+        }
         let endpoint: Arc<str> = self.executor.endpoint(&job.spec).into();
         let spread = self.config.first_check_within.min(job.interval);
         match self.slots.get_mut(&id) {
-            Some(slot) if *slot.job == job => return,
             Some(slot) => {
                 let interval = job.interval;
                 if slot.job.interval != interval {
@@ -792,6 +798,26 @@ mod tests {
             SchedulerConfig { jitter_percent: 60, ..SchedulerConfig::default() }.validate(),
             Err(Error::Config { field: "jitter_percent", .. })
         ));
+    }
+
+    /// Issue 10, point 11: the prober keys DNS checks by the resolver it
+    /// actually asks, not one key for every DNS check of the node.
+    #[tokio::test]
+    async fn the_prober_names_the_resolver_it_asks() {
+        let nameservers = vec!["127.0.0.1:5353".parse().unwrap()];
+        let prober =
+            Prober::new(crate::Config { nameservers, webpki_roots: false, ..crate::Config::default() }).unwrap();
+        let dns = |server: Option<&str>| {
+            CheckSpec::Dns(crate::DnsSpec {
+                name: "a.example.test".into(),
+                server: server.map(Into::into),
+                ..crate::DnsSpec::default()
+            })
+        };
+        assert_eq!(prober.endpoint(&dns(None)), "a.example.test via 127.0.0.1:5353");
+        assert_eq!(prober.endpoint(&dns(Some("127.0.0.2"))), "a.example.test via 127.0.0.2:53");
+        let tcp = CheckSpec::from_target("tcp", "db.test:5432").unwrap();
+        assert_eq!(prober.endpoint(&tcp), "db.test:5432");
     }
 
     #[test]

@@ -336,3 +336,37 @@ async fn t96_issue10_18_pause_and_resume_while_running_never_overlaps() {
     let after = r.starts(1).into_iter().filter(|s| *s > paused_at).count();
     assert!(after >= 4, "{after} runs of 8 s in 40 s after the resume");
 }
+
+/// The queue's bookkeeping under changes: a monitor moved to another
+/// endpoint while queued runs there at once instead of waiting for the old
+/// cap, and one removed while queued leaves the queue.
+#[tokio::test(start_paused = true)]
+async fn t97_issue10_11_queued_runs_follow_moves_and_removal() {
+    let fake = Fake { hanging: vec!["hang.test"], ..Fake::default() };
+    let one = std::num::NonZeroUsize::new(1).unwrap();
+    let r = start(SchedulerConfig { max_in_flight_per_endpoint: one, ..config() }, fake);
+    let (interval, timeout) = (Duration::from_secs(60), Duration::from_secs(30));
+    for id in 0..3 {
+        r.handle.upsert(tcp_job(id, "hang.test:80", interval, timeout)).unwrap();
+    }
+    sleep(Duration::from_secs(6)).await;
+    let stats = r.handle.stats().await.unwrap();
+    assert_eq!((stats.in_flight, stats.queued), (1, 2), "{stats:?}");
+    let moved_at = Instant::now();
+    for id in 0..3 {
+        r.handle.upsert(tcp_job(id, "fine.test:80", interval, timeout)).unwrap();
+    }
+    sleep(Duration::from_secs(6)).await;
+    let ran: Vec<MonitorId> = (0..3).filter(|id| r.starts(*id).iter().any(|s| *s >= moved_at)).collect();
+    assert_eq!(ran.len(), 2, "the two that waited ran on their new endpoint: {ran:?}");
+    // The third is still in its hanging run, which holds hang.test's one slot.
+    r.handle.upsert(tcp_job(10, "hang.test:80", interval, timeout)).unwrap();
+    r.handle.upsert(tcp_job(11, "hang.test:80", interval, timeout)).unwrap();
+    sleep(Duration::from_secs(6)).await;
+    assert_eq!(r.handle.stats().await.unwrap().queued, 2);
+    r.handle.remove(10).unwrap();
+    assert_eq!(r.handle.stats().await.unwrap().queued, 1);
+    sleep(Duration::from_secs(60)).await;
+    assert!(r.arrivals(10).is_empty(), "the removed monitor reported");
+    assert!(!r.arrivals(11).is_empty(), "the one left queued reported");
+}
