@@ -14,9 +14,9 @@
 //! 1. At most `max_in_flight` checks run at once; due runs wait in the heap
 //!    (their lateness shows in [`Report::started`] − [`Report::due`]).
 //! 2. At most `max_in_flight_per_endpoint` checks run against one endpoint
-//!    (see `scheduler/endpoint.rs` for what that is: the `(host, port)`, or the question a
-//!    DNS check puts to its resolver); further runs for it queue behind them
-//!    in order. A queued run waits at most its timeout: when that passes it is
+//!    (see [`Execute::endpoint`]: the `(host, port)`, or the question a DNS
+//!    check puts to its resolver); further runs for it queue behind them in
+//!    order. A queued run waits at most its timeout: when that passes it is
 //!    reported — a timeout naming the endpoint and its checks in flight if the
 //!    endpoint answered none of them meanwhile, else [`Error::EndpointBusy`]
 //!    (this node's cap, not the target: no vote). So a monitor on a saturated
