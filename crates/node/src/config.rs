@@ -63,6 +63,10 @@ pub struct ProbeSettings {
     pub source_addrs: Vec<std::net::IpAddr>,
     /// DNS servers for resolving targets; empty uses /etc/resolv.conf.
     pub nameservers: Vec<std::net::SocketAddr>,
+    /// Checks this node runs at once against one endpoint (a `host:port`, or
+    /// one name through one resolver for DNS checks); more wait their turn, at
+    /// most their timeout. Unset: 8. From 1 to the node-wide cap.
+    pub max_in_flight_per_endpoint: Option<usize>,
 }
 
 impl ProbeSettings {
@@ -74,6 +78,23 @@ impl ProbeSettings {
         }
         .validate()
         .map_err(|e| Error::config(format!("probe: {e}")))
+    }
+
+    /// The probe scheduler's settings: the defaults, with this node's cap.
+    pub fn scheduler_config(&self) -> Result<uptime_probe::SchedulerConfig, Error> {
+        let defaults = uptime_probe::SchedulerConfig::default();
+        let max = defaults.max_in_flight;
+        let per_endpoint = match self.max_in_flight_per_endpoint {
+            None => defaults.max_in_flight_per_endpoint,
+            Some(n) => std::num::NonZeroUsize::new(n).filter(|n| *n <= max).ok_or_else(|| {
+                Error::config(format!(
+                    "probe: max_in_flight_per_endpoint: must be 1 to {max} (the node-wide cap), not {n}"
+                ))
+            })?,
+        };
+        uptime_probe::SchedulerConfig { max_in_flight_per_endpoint: per_endpoint, ..defaults }
+            .validate()
+            .map_err(|e| Error::config(format!("probe: {e}")))
     }
 }
 
@@ -276,6 +297,7 @@ impl Config {
             ));
         }
         self.probe.to_config()?;
+        self.probe.scheduler_config()?;
         let st = &self.storage;
         if !(1..=1 << 20).contains(&st.state_cache_mb) || !(1..=1 << 20).contains(&st.log_cache_mb) {
             return Err(Error::config("storage: state_cache_mb and log_cache_mb from 1 to 1048576"));
@@ -391,6 +413,21 @@ peers = [{ id = 1, peer_addr = "127.0.0.1:7080", api_addr = "http://127.0.0.1:80
         assert_eq!(c.data_dir, dir.path().join("data"));
     }
 
+    /// Issue 10, point 11: the per-endpoint cap of the probe scheduler is a
+    /// node setting (it was fixed at 8).
+    #[test]
+    fn the_per_endpoint_cap_is_configurable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), &format!("{BASE}\n[probe]\nmax_in_flight_per_endpoint = 32"));
+        let c = Config::load(&path, []).unwrap();
+        let env = [("UPTIME_PROBE__MAX_IN_FLIGHT_PER_ENDPOINT".to_string(), "3".to_string())];
+        let from_env = Config::load(&path, env).unwrap();
+        let cap = |c: &Config| c.probe.scheduler_config().unwrap().max_in_flight_per_endpoint.get();
+        assert_eq!((cap(&c), cap(&from_env)), (32, 3));
+        let unset = Config::load(&write(dir.path(), BASE), []).unwrap();
+        assert_eq!(cap(&unset), uptime_probe::SchedulerConfig::default().max_in_flight_per_endpoint.get());
+    }
+
     #[test]
     fn bad_configs_say_why() {
         let dir = tempfile::tempdir().unwrap();
@@ -400,6 +437,11 @@ peers = [{ id = 1, peer_addr = "127.0.0.1:7080", api_addr = "http://127.0.0.1:80
             (BASE.replace("api_token = \"t0ken\"", ""), "token"),
             (format!("{BASE}\nbogus = 1"), "bogus"),
             (format!("{BASE}\n[storage]\nstate_cache_mb = 0"), "state_cache_mb"),
+            (format!("{BASE}\n[probe]\nmax_in_flight_per_endpoint = 0"), "max_in_flight_per_endpoint: must be 1 to"),
+            (
+                format!("{BASE}\n[probe]\nmax_in_flight_per_endpoint = 100000"),
+                "max_in_flight_per_endpoint: must be 1 to",
+            ),
             (BASE.replace("127.0.0.1:8080\"\npeer", "nope\"\npeer"), "api_listen"),
         ] {
             let path = write(dir.path(), &edit);

@@ -141,7 +141,7 @@ impl Node {
         let prober = uptime_probe::Prober::new(config.probe.to_config()?).map_err(|e| Error::build("prober", e))?;
         let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(4096);
         let (scheduler, scheduler_handle) =
-            uptime_probe::Scheduler::new(uptime_probe::SchedulerConfig::default(), prober, reports_tx)
+            uptime_probe::Scheduler::new(config.probe.scheduler_config()?, prober, reports_tx)
                 .map_err(|e| Error::build("scheduler", e))?;
         let sealed = Arc::new(tokio::sync::Notify::new());
 

@@ -33,4 +33,14 @@ pub enum Error {
 
     #[error("the scheduler has stopped")]
     SchedulerStopped,
+
+    /// A run's timeout passed while it waited for the per-endpoint cap, and
+    /// the endpoint kept answering the checks in flight: this node's cap held
+    /// the run up, so it says nothing about the target (raise
+    /// `max_in_flight_per_endpoint`, or the interval).
+    #[error(
+        "not checked within its {timeout:?} timeout: {in_flight} checks to {endpoint} were in flight \
+         (the per-endpoint cap) and it was answering them; the node's cap, not the target"
+    )]
+    EndpointBusy { endpoint: String, in_flight: usize, timeout: std::time::Duration },
 }
