@@ -112,9 +112,11 @@ async fn t19_a_removed_node_says_so_and_its_reports_leave_the_per_node_view() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t20_after_the_leader_dies_a_follower_shows_no_dead_leader_and_its_live_peer_healthy() {
     // Slow elections widen the window in which the dead leader is the last one known.
-    let mut cluster =
-        TestCluster::start_with(3, "heartbeat_ms = 100\nelection_timeout_min_ms = 4000\nelection_timeout_max_ms = 5000")
-            .await;
+    let mut cluster = TestCluster::start_with(
+        3,
+        "heartbeat_ms = 100\nelection_timeout_min_ms = 4000\nelection_timeout_max_ms = 5000",
+    )
+    .await;
     let old = cluster.leader(1, None).await;
     let follower = (1..=3).find(|id| *id != old).unwrap();
     let peer = (1..=3).find(|id| *id != old && *id != follower).unwrap();
@@ -306,10 +308,7 @@ async fn t24_a_down_peer_is_logged_once_and_its_recovery_once() {
     let window = &log[from..];
     let noisy: Vec<&str> = window.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
     assert!(noisy.len() <= 3, "{} WARN/ERROR lines in 5 s:\n{}", noisy.len(), noisy.join("\n"));
-    assert!(
-        noisy.iter().any(|l| l.contains(&format!("node {down}"))),
-        "the first failure names the peer: {window}"
-    );
+    assert!(noisy.iter().any(|l| l.contains(&format!("node {down}"))), "the first failure names the peer: {window}");
 
     cluster.spawn(down);
     cluster.wait_healthy(3).await;

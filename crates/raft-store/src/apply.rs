@@ -18,6 +18,7 @@
 
 mod incidents;
 mod maintenance;
+mod members;
 mod monitors;
 mod notify;
 mod requests;

@@ -23,6 +23,7 @@
 //!    never the slices in between: during an install they get
 //!    [`Error::Installing`] (the [`InstallGate`]).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
@@ -32,7 +33,8 @@ use std::time::Duration;
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, StorageIOError};
 use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTableMetadata, TableDefinition, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -239,6 +241,11 @@ impl StateMachineStore {
         let mut txn = db.begin_write().map_err(db_)?;
         txn.set_durability(Durability::None).map_err(|e| db_(redb::Error::from(e)))?;
         let mut responses = Vec::with_capacity(entries.len());
+        // Every node named by the applied membership, voters and learners.
+        let mut members: BTreeSet<u64> = {
+            let stored: Option<StoredMembership> = read_meta_in(&txn, KEY_MEMBERSHIP)?;
+            stored.map(|m| m.membership().nodes().map(|(id, _)| *id).collect()).unwrap_or_default()
+        };
         {
             let mut apply = Apply::new(&txn)?;
             let mut last_applied = None;
@@ -248,13 +255,20 @@ impl StateMachineStore {
                 let response = match entry.payload {
                     EntryPayload::Blank => Response::Done,
                     EntryPayload::Membership(m) => {
+                        let next: BTreeSet<u64> = m.nodes().map(|(id, _)| *id).collect();
+                        let gone: BTreeSet<u64> = members.difference(&next).copied().collect();
+                        apply.forget_nodes(&gone)?;
+                        members = next;
                         membership = Some(StoredMembership::new(Some(entry.log_id), m));
                         Response::Done
                     }
                     EntryPayload::Normal(request) => {
                         failpoint_fail_apply(&request.command)?;
                         apply.advance_clock(request.at_ms)?;
-                        apply.command(&request.command)?
+                        match without_strangers(&request.command, &members) {
+                            Some(command) => apply.command(&command)?,
+                            None => apply.command(&request.command)?,
+                        }
                     }
                 };
                 responses.push(response);
@@ -559,6 +573,37 @@ fn put_meta<T: Serialize>(txn: &WriteTransaction, key: &str, value: &T) -> Resul
     let bytes = codec::encode(value)?;
     txn.open_table(META).map_err(db)?.insert(key, bytes.as_slice()).map_err(db)?;
     Ok(())
+}
+
+/// [`read_meta`] inside a write transaction (before its tables are opened for apply).
+fn read_meta_in<T: serde::de::DeserializeOwned>(txn: &WriteTransaction, key: &str) -> Result<Option<T>, Error> {
+    let table = txn.open_table(META).map_err(db)?;
+    let value = table.get(key).map_err(db)?;
+    Ok(match value {
+        Some(v) => Some(codec::decode(v.value())?),
+        None => None,
+    })
+}
+
+/// `command` without the digests of nodes outside the membership (`None`:
+/// nothing to drop). A removed node may still send its last windows; applied,
+/// they would put its observations back into the verdicts. Dropped digests
+/// answer as if empty. No membership known yet (a fresh state): nothing dropped.
+fn without_strangers(command: &crate::Command, members: &BTreeSet<u64>) -> Option<crate::Command> {
+    use crate::Command;
+    let stranger = |c: &Command| matches!(c, Command::Digests { node_id, .. } if !members.contains(node_id));
+    if members.is_empty() {
+        return None;
+    }
+    match command {
+        Command::Digests { node_id, .. } if stranger(command) => {
+            Some(Command::Digests { node_id: *node_id, digests: Vec::new() })
+        }
+        Command::Batch(items) if items.iter().any(stranger) => Some(Command::Batch(
+            items.iter().map(|c| without_strangers(c, members).unwrap_or_else(|| c.clone())).collect(),
+        )),
+        _ => None,
+    }
 }
 
 fn read_meta<T: serde::de::DeserializeOwned>(txn: &ReadTransaction, key: &str) -> Result<Option<T>, Error> {
