@@ -933,6 +933,79 @@ mod tests {
         }
     }
 
+    /// Issue 10, point 19: a removed node's last report stayed in every
+    /// monitor's observations (and so in the verdicts and the per-node view)
+    /// for ever. The membership entry that drops a node deletes them, and
+    /// digests the node still sends afterwards are not applied.
+    #[tokio::test]
+    async fn a_membership_that_drops_a_node_drops_its_observations_and_later_digests() {
+        use crate::history::LatencyStats;
+        use crate::model::{AlertPolicy, Digest, MonitorDraft, MonitorResult};
+        use crate::quorum::CheckStatus;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachineStore::open(dir.path()).unwrap();
+        let mut index = 0;
+        let mut next = |payload: EntryPayload<TypeConfig>| {
+            index += 1;
+            Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload }
+        };
+        let membership = |ids: &[u64]| {
+            let nodes: std::collections::BTreeMap<u64, crate::PeerNode> =
+                ids.iter().map(|id| (*id, crate::PeerNode::default())).collect();
+            EntryPayload::Membership(openraft::Membership::new(vec![ids.iter().copied().collect()], nodes))
+        };
+        let normal = |at_ms: u64, command: Command| EntryPayload::Normal(Request { at_ms, command });
+        let draft = MonitorDraft {
+            name: "m".into(),
+            check: uptime_probe::CheckSpec::from_target("tcp", "127.0.0.1:9").unwrap(),
+            interval_ms: 10_000,
+            timeout_ms: 5_000,
+            enabled: true,
+            public: false,
+            tags: vec![],
+            policy: AlertPolicy::default(),
+        };
+        let first = vec![next(membership(&[1, 2, 3])), next(normal(1_000, Command::CreateMonitor(draft)))];
+        sm.apply(first).await.unwrap();
+        let id = sm.reader().list_monitors().unwrap()[0].id;
+        let digest = |node_id: u64, seq: u64| Command::Digests {
+            node_id,
+            digests: vec![Digest {
+                seq,
+                coalesced: 0,
+                results: vec![MonitorResult {
+                    monitor_id: id,
+                    checks: 1,
+                    failures: 1,
+                    last_status: CheckStatus::Down,
+                    run: 3,
+                    last_error: "refused".into(),
+                    latency: LatencyStats::default(),
+                }],
+            }],
+        };
+        let reporters = |sm: &StateMachineStore| -> Vec<u64> {
+            sm.reader().observations(id).unwrap().into_iter().map(|(node, _)| node).collect()
+        };
+        let reports: Vec<Entry> = (1..=3).map(|n| next(normal(2_000, digest(n, 1)))).collect();
+        sm.apply(reports).await.unwrap();
+        assert_eq!(reporters(&sm), vec![1, 2, 3]);
+
+        // Joint, then final: node 3 leaves at the final configuration.
+        let nodes: std::collections::BTreeMap<u64, crate::PeerNode> =
+            (1..=3).map(|id| (id, crate::PeerNode::default())).collect();
+        let joint = openraft::Membership::new(vec![[1, 2, 3].into(), [1, 2].into()], nodes);
+        sm.apply(vec![next(EntryPayload::Membership(joint))]).await.unwrap();
+        assert_eq!(reporters(&sm), vec![1, 2, 3], "still a member in the joint configuration");
+        sm.apply(vec![next(membership(&[1, 2]))]).await.unwrap();
+        assert_eq!(reporters(&sm), vec![1, 2], "the removed node's report leaves");
+
+        let late = vec![next(normal(3_000, Command::Batch(vec![digest(3, 2), digest(1, 2)])))];
+        sm.apply(late).await.unwrap();
+        assert_eq!(reporters(&sm), vec![1, 2], "a digest from a removed node is not applied");
+    }
+
     /// A store that applied entries 1..=`n`, and its snapshot (the directory
     /// must outlive both).
     async fn source_with_snapshot(n: u64) -> (tempfile::TempDir, StateMachineStore, Snapshot<TypeConfig>) {
