@@ -45,6 +45,22 @@ fn outcome_unknown(e: &ClientError) -> bool {
     }
 }
 
+/// A read and its staleness: `stale` holds the server's `X-Uptime-Stale` age
+/// (e.g. `"42.0s"`) when the answering node heard no leader, so the state it
+/// read from may be behind the cluster.
+#[derive(Clone, Debug)]
+pub struct Read<T> {
+    pub value: T,
+    pub stale: Option<String>,
+}
+
+/// One answer: its status, the `X-Uptime-Stale` header and the body.
+struct Answer {
+    status: StatusCode,
+    stale: Option<String>,
+    bytes: Bytes,
+}
+
 #[derive(Clone)]
 pub struct Client {
     base: String,
@@ -90,11 +106,21 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<Option<T>, ClientError> {
-        let (status, bytes) = self.exchange(method, path, body).await?;
+        Ok(self.request_read(method, path, body).await?.value)
+    }
+
+    async fn request_read<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Read<Option<T>>, ClientError> {
+        let Answer { status, stale, bytes } = self.exchange(method, path, body).await?;
         if status == StatusCode::NO_CONTENT || bytes.is_empty() {
-            return Ok(None);
+            return Ok(Read { value: None, stale });
         }
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| ClientError::Decode { message: e.to_string() })
+        let value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { message: e.to_string() })?;
+        Ok(Read { value: Some(value), stale })
     }
 
     /// Sends a request; a non-2xx answer becomes [`ClientError::Api`]. A write
@@ -106,7 +132,7 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<&B>,
-    ) -> Result<(StatusCode, Bytes), ClientError> {
+    ) -> Result<Answer, ClientError> {
         if method == Method::GET {
             return self.exchange_once(method, path, body, None).await;
         }
@@ -127,7 +153,7 @@ impl Client {
         path: &str,
         body: Option<&B>,
         key: Option<&str>,
-    ) -> Result<(StatusCode, Bytes), ClientError> {
+    ) -> Result<Answer, ClientError> {
         let mut req = http::Request::builder().method(method).uri(format!("{}{}", self.base, path));
         if let Some(key) = key {
             req = req.header("idempotency-key", key);
@@ -154,6 +180,7 @@ impl Client {
             .map_err(|_| transport(format!("no answer within {:?}", self.timeout)))?
             .map_err(|e| transport(error_chain(&e)))?;
         let status = resp.status();
+        let stale = resp.headers().get("x-uptime-stale").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let bytes = resp.into_body().collect().await.map_err(|e| transport(e.to_string()))?.to_bytes();
         if !status.is_success() {
             return Err(match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
@@ -171,19 +198,24 @@ impl Client {
                 },
             });
         }
-        Ok((status, bytes))
+        Ok(Answer { status, stale, bytes })
     }
 
     /// `GET /metrics`: the node's figures in Prometheus text.
     pub async fn metrics(&self) -> Result<String, ClientError> {
-        let (_, bytes) = self.exchange::<()>(Method::GET, "/metrics", None).await?;
+        let bytes = self.exchange::<()>(Method::GET, "/metrics", None).await?.bytes;
         String::from_utf8(bytes.to_vec()).map_err(|e| ClientError::Decode { message: e.to_string() })
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.request::<(), T>(Method::GET, path, None)
-            .await?
-            .ok_or_else(|| ClientError::Decode { message: "empty body".into() })
+        Ok(self.get_read(path).await?.value)
+    }
+
+    /// A GET and whether the server marked it stale.
+    async fn get_read<T: DeserializeOwned>(&self, path: &str) -> Result<Read<T>, ClientError> {
+        let Read { value, stale } = self.request_read::<(), T>(Method::GET, path, None).await?;
+        let value = value.ok_or_else(|| ClientError::Decode { message: "empty body".into() })?;
+        Ok(Read { value, stale })
     }
 
     pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
@@ -214,12 +246,22 @@ impl Client {
 
     /// `linearizable`: the answer reflects every write committed before the call.
     pub async fn list_monitors(&self, linearizable: bool) -> Result<Vec<MonitorView>, ClientError> {
+        Ok(self.list_monitors_read(linearizable).await?.value)
+    }
+
+    /// [`Client::list_monitors`] with its staleness.
+    pub async fn list_monitors_read(&self, linearizable: bool) -> Result<Read<Vec<MonitorView>>, ClientError> {
         let q = if linearizable { "?consistency=linearizable" } else { "" };
-        self.get(&format!("/api/v1/monitors{q}")).await
+        self.get_read(&format!("/api/v1/monitors{q}")).await
     }
 
     pub async fn get_monitor(&self, id_or_name: &str) -> Result<MonitorView, ClientError> {
-        self.get(&format!("/api/v1/monitors/{}", encode_path(id_or_name))).await
+        Ok(self.get_monitor_read(id_or_name).await?.value)
+    }
+
+    /// [`Client::get_monitor`] with its staleness.
+    pub async fn get_monitor_read(&self, id_or_name: &str) -> Result<Read<MonitorView>, ClientError> {
+        self.get_read(&format!("/api/v1/monitors/{}", encode_path(id_or_name))).await
     }
 
     pub async fn delete_monitor(&self, id_or_name: &str) -> Result<(), ClientError> {
@@ -254,7 +296,12 @@ impl Client {
     }
 
     pub async fn monitor_nodes(&self, m: &str) -> Result<Vec<NodeView>, ClientError> {
-        self.get(&format!("/api/v1/monitors/{}/nodes", encode_path(m))).await
+        Ok(self.monitor_nodes_read(m).await?.value)
+    }
+
+    /// [`Client::monitor_nodes`] with its staleness.
+    pub async fn monitor_nodes_read(&self, m: &str) -> Result<Read<Vec<NodeView>>, ClientError> {
+        self.get_read(&format!("/api/v1/monitors/{}/nodes", encode_path(m))).await
     }
 
     pub async fn history(&self, m: &str, range: &str) -> Result<HistoryView, ClientError> {
@@ -302,12 +349,17 @@ impl Client {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// `e` and its sources, each once: a source whose text its parent already
+/// printed (`#[error("...: {0}")]` with `#[source]`) is not repeated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out

@@ -3,21 +3,22 @@
 //! membership changes and status answer from the leader's point of view.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use uptime_raft_store::typ::RaftMetrics;
 use uptime_raft_store::{
     codec, Command, NodeId, PeerNode, Raft, Request, Response, StateReader, MAX_BATCH, MAX_ENTRY_BYTES,
 };
 
 use crate::clock::{ClusterClock, SystemClock, Unconfirmed, WallClock};
-use crate::dto::{ClusterStatus, Member};
+use crate::dto::{ClusterStatus, Member, StaleView};
 use crate::error::{ApiError, ErrorCode};
 use crate::network::PeerNetworkFactory;
 use crate::pb::{ClockRequest, ClusterStatusRequest, RaftPayload, ReadIndexReply, ReadIndexRequest};
@@ -28,7 +29,9 @@ pub struct ClusterConfig {
     pub node_id: NodeId,
     /// How long a write may wait for a leader and for its commit.
     pub write_timeout: Duration,
-    /// A member the leader heard from within this window is healthy.
+    /// A member this node heard from within this window is healthy, and a
+    /// leader it has not heard from within it (a leader itself: from a
+    /// majority of voters) is not reported: its lease has lapsed.
     pub health_window: Duration,
 }
 
@@ -66,6 +69,10 @@ pub(crate) enum OpError {
     Unavailable {
         message: String,
     },
+    /// A node the op needs (one being added) did not answer in time.
+    Unreachable {
+        message: String,
+    },
     /// Proposed, but whether it committed is not known.
     Unknown {
         message: String,
@@ -79,6 +86,7 @@ impl From<OpError> for ApiError {
             OpError::NotLeader { leader: None } => ApiError::unavailable("the cluster has no leader"),
             OpError::Refused { message } => ApiError::new(ErrorCode::FailedPrecondition, message),
             OpError::Unavailable { message } => ApiError::unavailable(message),
+            OpError::Unreachable { message } => ApiError::new(ErrorCode::Unreachable, message),
             OpError::Unknown { message } => ApiError::unknown_outcome(message),
         }
     }
@@ -101,6 +109,9 @@ struct Inner {
     /// The highest log index of a write this node answered: local reads wait
     /// until it is applied here, so a client reads its own writes.
     written: std::sync::atomic::AtomicU64,
+    /// A member with a live leader showed a newer membership without this
+    /// node: it was removed, though the entry saying so never reached it.
+    removed: AtomicBool,
 }
 
 type WriteResult = Result<Committed, WriteError>;
@@ -290,40 +301,23 @@ fn failpoint_stop_after_commit() -> bool {
 const CLOCK_SAMPLE_EVERY: Duration = Duration::from_millis(500);
 const CLOCK_FRESH_FOR: Duration = Duration::from_secs(5);
 
-/// Samples the wall clock of every other voter (see [`crate::clock`]), on every
-/// node, so a node that becomes leader can stamp at once. Ends when Raft shuts down.
-async fn clock_sampler(raft: Raft, peers: PeerNetworkFactory, clock: ClusterClock, me: NodeId) {
-    let mut metrics = raft.metrics();
+/// Samples the wall clock of every other voter (see [`crate::clock`]) and
+/// hears from every other member (its health as this node sees it), on every
+/// node, so a node that becomes leader can stamp at once; and, while no leader
+/// is heard, asks the members whether this node was removed. Ends when Raft
+/// shuts down or the cluster handle is dropped.
+async fn clock_sampler(inner: Weak<Inner>) {
     let mut ticker = tokio::time::interval(CLOCK_SAMPLE_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if metrics.has_changed().is_err() {
+        let Some(inner) = inner.upgrade() else { return };
+        let cluster = Cluster { inner };
+        if cluster.inner.raft.metrics().has_changed().is_err() {
             return;
         }
-        let targets: Vec<(NodeId, String)> = {
-            let m = metrics.borrow_and_update();
-            let membership = m.membership_config.membership();
-            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-            membership
-                .nodes()
-                .filter(|(id, _)| **id != me && voters.contains(id))
-                .map(|(id, n)| (*id, n.peer_addr.clone()))
-                .collect()
-        };
-        let samples = targets.into_iter().map(|(id, addr)| {
-            let (peers, clock) = (peers.clone(), clock.clone());
-            async move {
-                let Ok(mut client) = peers.client(&addr) else { return };
-                let sent = tokio::time::Instant::now();
-                let mut request = tonic::Request::new(ClockRequest {});
-                request.set_timeout(CLOCK_SAMPLE_EVERY);
-                if let Ok(reply) = client.clock(request).await {
-                    clock.record(id, reply.into_inner().now_ms, sent, tokio::time::Instant::now());
-                }
-            }
-        });
-        futures::future::join_all(samples).await;
+        cluster.sample_peers().await;
+        cluster.check_removed().await;
     }
 }
 
@@ -348,9 +342,150 @@ impl Cluster {
         let (tx, rx) = mpsc::channel(BATCH_QUEUE);
         tokio::spawn(batcher(raft.clone(), clock.clone(), me, rx));
         tokio::spawn(promoter(raft.clone()));
-        tokio::spawn(clock_sampler(raft.clone(), peers.clone(), clock.clone(), me));
         let written = std::sync::atomic::AtomicU64::new(0);
-        Cluster { inner: Arc::new(Inner { config, raft, reader, peers, clock, batcher: tx, written }) }
+        let removed = AtomicBool::new(false);
+        let inner = Arc::new(Inner { config, raft, reader, peers, clock, batcher: tx, written, removed });
+        tokio::spawn(clock_sampler(Arc::downgrade(&inner)));
+        Cluster { inner }
+    }
+
+    /// One round of [`clock_sampler`]: every other member is asked for its
+    /// clock; an answer is contact (health), and a voter's is a clock sample.
+    async fn sample_peers(&self) {
+        let me = self.node_id();
+        let targets: Vec<(NodeId, String, bool)> = {
+            let m = self.metrics();
+            let membership = m.membership_config.membership();
+            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+            membership
+                .nodes()
+                .filter(|(id, _)| **id != me)
+                .map(|(id, n)| (*id, n.peer_addr.clone(), voters.contains(id)))
+                .collect()
+        };
+        let samples = targets.into_iter().map(|(id, addr, voter)| {
+            let (peers, clock) = (self.inner.peers.clone(), self.inner.clock.clone());
+            async move {
+                let Ok(mut client) = peers.client(&addr) else { return };
+                let sent = tokio::time::Instant::now();
+                let mut request = tonic::Request::new(ClockRequest {});
+                request.set_timeout(CLOCK_SAMPLE_EVERY);
+                if let Ok(reply) = client.clock(request).await {
+                    peers.health().record(id);
+                    if voter {
+                        clock.record(id, reply.into_inner().now_ms, sent, tokio::time::Instant::now());
+                    }
+                }
+            }
+        });
+        futures::future::join_all(samples).await;
+    }
+
+    /// A removed voter often never receives the entry that removes it (the
+    /// leader stops replicating to it first), so by its own log it is still a
+    /// member: it hears no leader, campaigns, and its term climbs. While it
+    /// hears no leader, it asks the others: a member that knows a leader and
+    /// holds a newer membership without this node proves the removal. This
+    /// node then stops campaigning and serves only "removed" (see
+    /// [`Cluster::check_member`]); a later membership with it undoes both.
+    async fn check_removed(&self) {
+        let me = self.node_id();
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        if membership.get_node(&me).is_none() {
+            return;
+        }
+        if self.confirmed_leader(&m).is_some() {
+            if self.inner.removed.swap(false, Ordering::Relaxed) {
+                info!("a leader is heard again with this node a member: no longer removed");
+                self.inner.raft.runtime_config().elect(true);
+            }
+            return;
+        }
+        if self.inner.removed.load(Ordering::Relaxed) {
+            return;
+        }
+        let mine = m.membership_config.log_id().map(|l| l.index).unwrap_or(0);
+        let others: Vec<(NodeId, String)> =
+            membership.nodes().filter(|(id, _)| **id != me).map(|(id, n)| (*id, n.peer_addr.clone())).collect();
+        for (id, addr) in others {
+            let Ok(mut client) = self.inner.peers.client(&addr) else { continue };
+            let mut request = tonic::Request::new(ClusterStatusRequest {});
+            request.set_timeout(CLOCK_SAMPLE_EVERY);
+            let Ok(reply) = client.cluster_status(request).await else { continue };
+            let Ok(theirs) = serde_json::from_str::<ClusterStatus>(&reply.into_inner().json) else { continue };
+            if theirs.leader.is_some() && theirs.membership_index > mine && theirs.members.iter().all(|x| x.id != me) {
+                warn!(
+                    told_by = id,
+                    membership_index = theirs.membership_index,
+                    "this node was removed from the cluster; it stops campaigning and serves no reads or writes"
+                );
+                self.inner.removed.store(true, Ordering::Relaxed);
+                self.inner.raft.runtime_config().elect(false);
+                return;
+            }
+        }
+    }
+
+    /// `Ok` while this node is a member; otherwise the answer every request
+    /// gets: "removed from the cluster", or "not a member yet" for a node that
+    /// waits to be added (`join = true`).
+    pub fn check_member(&self) -> Result<(), ApiError> {
+        let me = self.node_id();
+        let m = self.metrics();
+        let in_config = m.membership_config.membership().get_node(&me).is_some();
+        if in_config && !self.inner.removed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if !in_config && m.membership_config.log_id().is_none() {
+            return Err(ApiError::new(
+                ErrorCode::NotMember,
+                format!("node {me} is not a member yet: add it from a member with `uptimectl cluster add-node {me}`"),
+            ));
+        }
+        Err(ApiError::new(
+            ErrorCode::Removed,
+            format!(
+                "node {me} was removed from the cluster: it serves no reads or writes; stop it, or add it back \
+                 with an empty data directory"
+            ),
+        ))
+    }
+
+    /// The leader this node can vouch for: one it heard from within the health
+    /// window, or itself while it hears a majority of voters. Raft keeps the
+    /// last leader it knew until an election, and a leader cut off from the
+    /// others stays leader in its own eyes; neither is reported.
+    fn confirmed_leader(&self, m: &RaftMetrics) -> Option<NodeId> {
+        let leader = m.current_leader?;
+        let me = self.node_id();
+        let window = self.inner.config.health_window;
+        let health = self.inner.peers.health();
+        if self.inner.removed.load(Ordering::Relaxed) {
+            return None;
+        }
+        if leader != me {
+            return health.recent(leader, window).then_some(leader);
+        }
+        let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+        let heard = voters.iter().filter(|v| **v == me || health.recent(**v, window)).count();
+        (heard.saturating_mul(2) > voters.len()).then_some(me)
+    }
+
+    /// Why local state may be behind the cluster: no leader is heard (no
+    /// quorum, or this node is cut off), so verdicts are frozen as of the
+    /// state's clock. `None` while a leader is heard.
+    pub fn staleness(&self) -> Option<StaleView> {
+        if self.confirmed_leader(&self.metrics()).is_some() {
+            return None;
+        }
+        let state_ms = self.inner.reader.clock_ms().unwrap_or(0);
+        let age_ms = self.inner.clock.local_ms().saturating_sub(state_ms);
+        Some(StaleView {
+            age_ms,
+            reason: "no leader heard: this node cannot reach a quorum, so verdicts are as of its last applied entry"
+                .into(),
+        })
     }
 
     /// The cluster's time as this node sees it.
@@ -409,6 +544,7 @@ impl Cluster {
     }
 
     async fn leader_op(&self, op: LeaderOp) -> Result<Response, ApiError> {
+        self.check_member()?;
         let started = std::time::Instant::now();
         let deadline = tokio::time::Instant::now() + self.inner.config.write_timeout;
         loop {
@@ -507,6 +643,15 @@ impl Cluster {
         let raft = &self.inner.raft;
         let timeout = self.inner.config.write_timeout;
         let fut = async {
+            // A new leader may change the membership only once its own term's
+            // first entry (and so the membership it holds) has committed.
+            let _ = raft
+                .wait(Some(timeout.mul_f64(0.5)))
+                .metrics(
+                    |m| m.last_applied.map(|l| l.index) >= m.membership_config.log_id().map(|l| l.index),
+                    "membership committed",
+                )
+                .await;
             match op {
                 LeaderOp::Write(_) => unreachable!("writes are carried out by write_local"),
                 LeaderOp::AddNode { id, node } => {
@@ -514,6 +659,7 @@ impl Cluster {
                     // large state that takes longer than a request waits), then the
                     // leader's promoter makes it a voter. The answer says which stage
                     // it reached (the member's `voter` flag).
+                    let node_addr = node.peer_addr.clone();
                     let membership = self.metrics().membership_config.clone();
                     let index = if membership.membership().get_node(&id).is_some() {
                         // A learner from an earlier add-node: nothing to add again.
@@ -538,9 +684,21 @@ impl Cluster {
                         )
                         .await;
                     if voter.is_err() {
+                        let window = self.inner.config.health_window;
+                        if !self.inner.peers.health().recent(id, window) {
+                            return Ok(Err(OpError::Unreachable {
+                                message: format!(
+                                    "node {id} at {addr} is unreachable: no answer within {wait:?}; it stays a \
+                                     learner and becomes a voter once it answers (is it running with join = true, \
+                                     and is the address right? if not: uptimectl cluster remove-node {id})",
+                                    addr = node_addr,
+                                    wait = timeout.mul_f64(0.8),
+                                ),
+                            }));
+                        }
                         info!(node = id, "node added as a learner; it becomes a voter once caught up");
                     }
-                    Ok(Committed { index, response: Response::Done })
+                    Ok(Ok(Committed { index, response: Response::Done }))
                 }
                 LeaderOp::RemoveNode { id } => {
                     let membership = self.metrics().membership_config.membership().clone();
@@ -552,12 +710,12 @@ impl Cluster {
                     // retain = false: a removed voter leaves the cluster, not just the quorum.
                     raft.change_membership(change, false)
                         .await
-                        .map(|r| Committed { index: r.log_id.index, response: Response::Done })
+                        .map(|r| Ok(Committed { index: r.log_id.index, response: Response::Done }))
                 }
             }
         };
         match tokio::time::timeout(timeout, fut).await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(answer)) => answer,
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                 Err(OpError::NotLeader { leader: f.leader_id })
             }
@@ -684,14 +842,21 @@ impl Cluster {
         }
     }
 
-    /// The cluster as the leader sees it; this node's own view when the leader
-    /// cannot be asked.
+    /// The cluster as this node hears it: the leader it can vouch for and each
+    /// member's health by its own last contact. The members list is the
+    /// leader's when the leader answers with a newer membership (a change made
+    /// through another node that has not reached this one yet).
     pub async fn status(&self) -> ClusterStatus {
-        let local = self.local_status();
-        match local.leader {
-            Some(l) if l != self.node_id() => self.leader_status(l).await.unwrap_or(local),
-            _ => local,
+        let mut status = self.local_status();
+        if let Some(leader) = status.leader.filter(|l| *l != self.node_id()) {
+            if let Some(theirs) = self.leader_status(leader).await {
+                if theirs.membership_index > status.membership_index {
+                    status.members = theirs.members.into_iter().map(|m| self.heard(m)).collect();
+                    status.membership_index = theirs.membership_index;
+                }
+            }
         }
+        status
     }
 
     async fn leader_status(&self, leader: NodeId) -> Option<ClusterStatus> {
@@ -700,39 +865,39 @@ impl Cluster {
         let mut request = tonic::Request::new(ClusterStatusRequest {});
         request.set_timeout(Duration::from_millis(500));
         let reply = client.cluster_status(request).await.ok()?.into_inner();
-        let mut status: ClusterStatus = serde_json::from_str(&reply.json).ok()?;
-        // The leader's members and health, but this node's own progress.
-        let local = self.local_status();
-        status.node_id = local.node_id;
-        status.last_applied = local.last_applied;
-        status.last_log_index = local.last_log_index;
-        status.snapshot_index = local.snapshot_index;
-        status.purged_index = local.purged_index;
-        status.state_time_ms = local.state_time_ms;
-        status.clock_skew_ms = local.clock_skew_ms;
-        Some(status)
+        serde_json::from_str(&reply.json).ok()
+    }
+
+    /// `member` with its health as this node hears it.
+    fn heard(&self, mut member: Member) -> Member {
+        let me = self.node_id();
+        let since = (member.id != me).then(|| self.inner.peers.health().since(member.id)).flatten();
+        member.healthy = member.id == me || since.is_some_and(|d| d <= self.inner.config.health_window);
+        member.last_contact_ms = since.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        member
     }
 
     pub fn local_status(&self) -> ClusterStatus {
         let m = self.metrics();
         let me = self.node_id();
-        let is_leader = m.state == ServerState::Leader;
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let members = membership
             .nodes()
-            .map(|(id, node)| Member {
-                id: *id,
-                addr: node.peer_addr.clone(),
-                api_addr: node.api_addr.clone(),
-                voter: voters.contains(id),
-                healthy: *id == me
-                    || (is_leader && self.inner.peers.health().recent(*id, self.inner.config.health_window)),
+            .map(|(id, node)| {
+                self.heard(Member {
+                    id: *id,
+                    addr: node.peer_addr.clone(),
+                    api_addr: node.api_addr.clone(),
+                    voter: voters.contains(id),
+                    healthy: false,
+                    last_contact_ms: None,
+                })
             })
             .collect();
         ClusterStatus {
             node_id: me,
-            leader: m.current_leader,
+            leader: self.confirmed_leader(&m),
             term: m.current_term,
             members,
             last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
@@ -741,6 +906,7 @@ impl Cluster {
             purged_index: m.purged.map(|l| l.index),
             state_time_ms: self.inner.reader.clock_ms().unwrap_or(0),
             clock_skew_ms: self.inner.clock.skew_ms(me, &voters),
+            membership_index: m.membership_config.log_id().map(|l| l.index).unwrap_or(0),
         }
     }
 }

@@ -25,6 +25,12 @@ pub enum ErrorCode {
     Installing,
     /// A write was proposed but whether it committed is not known.
     UnknownOutcome,
+    /// This node was removed from the cluster: it serves nothing but this answer.
+    Removed,
+    /// This node waits to be added (`join = true`): it has no cluster to show yet.
+    NotMember,
+    /// A node the request needs (a node being added) did not answer in time.
+    Unreachable,
     Internal,
 }
 
@@ -35,7 +41,9 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => 401,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict | ErrorCode::FailedPrecondition => 409,
-            ErrorCode::Unavailable | ErrorCode::Installing | ErrorCode::UnknownOutcome => 503,
+            ErrorCode::Unavailable | ErrorCode::Installing | ErrorCode::UnknownOutcome | ErrorCode::NotMember => 503,
+            ErrorCode::Removed => 410,
+            ErrorCode::Unreachable => 504,
             ErrorCode::Internal => 500,
         }
     }
@@ -46,8 +54,10 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
             ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::Conflict => tonic::Code::AlreadyExists,
-            ErrorCode::FailedPrecondition => tonic::Code::FailedPrecondition,
-            ErrorCode::Unavailable | ErrorCode::Installing => tonic::Code::Unavailable,
+            ErrorCode::FailedPrecondition | ErrorCode::Removed => tonic::Code::FailedPrecondition,
+            ErrorCode::Unavailable | ErrorCode::Installing | ErrorCode::NotMember | ErrorCode::Unreachable => {
+                tonic::Code::Unavailable
+            }
             ErrorCode::UnknownOutcome => tonic::Code::DeadlineExceeded,
             ErrorCode::Internal => tonic::Code::Internal,
         }
@@ -64,6 +74,9 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Installing => "installing",
             ErrorCode::UnknownOutcome => "unknown_outcome",
+            ErrorCode::Removed => "removed",
+            ErrorCode::NotMember => "not_member",
+            ErrorCode::Unreachable => "unreachable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -175,6 +188,9 @@ mod tests {
             (ErrorCode::Unavailable, 503, tonic::Code::Unavailable, "unavailable"),
             (ErrorCode::Installing, 503, tonic::Code::Unavailable, "installing"),
             (ErrorCode::UnknownOutcome, 503, tonic::Code::DeadlineExceeded, "unknown_outcome"),
+            (ErrorCode::Removed, 410, tonic::Code::FailedPrecondition, "removed"),
+            (ErrorCode::NotMember, 503, tonic::Code::Unavailable, "not_member"),
+            (ErrorCode::Unreachable, 504, tonic::Code::Unavailable, "unreachable"),
             (ErrorCode::Internal, 500, tonic::Code::Internal, "internal"),
         ] {
             let e = ApiError::new(code, "m");

@@ -45,7 +45,7 @@ mod ops;
 mod peer_server;
 mod rest;
 
-pub use client::{Client, ClientError};
+pub use client::{error_chain, Client, ClientError, Read};
 pub use clock::{ClusterClock, SystemClock, Unconfirmed, WallClock};
 pub use cluster::{with_idempotency_key, Cluster, ClusterConfig};
 pub use error::{ApiError, ErrorCode};

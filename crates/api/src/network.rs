@@ -49,20 +49,125 @@ impl PeerTls {
     }
 }
 
-/// When each peer last answered an RPC: the leader's view of member health.
+/// When each peer last answered an RPC from this node (Raft replication on the
+/// leader, clock samples on every node): member health as this node hears it.
 #[derive(Clone, Default)]
 pub struct PeerHealth {
     last_ok: Arc<Mutex<HashMap<NodeId, Instant>>>,
 }
 
 impl PeerHealth {
-    fn record(&self, id: NodeId) {
+    pub(crate) fn record(&self, id: NodeId) {
         self.last_ok.lock().expect("health lock poisoned").insert(id, Instant::now());
     }
 
     /// Whether `id` answered within `window`.
     pub fn recent(&self, id: NodeId, window: Duration) -> bool {
-        self.last_ok.lock().expect("health lock poisoned").get(&id).is_some_and(|t| t.elapsed() <= window)
+        self.since(id).is_some_and(|d| d <= window)
+    }
+
+    /// How long ago `id` last answered; `None` if it never has.
+    pub fn since(&self, id: NodeId) -> Option<Duration> {
+        self.last_ok.lock().expect("health lock poisoned").get(&id).map(|t| t.elapsed())
+    }
+}
+
+/// How often repeated failures to reach one peer are summarised in the log.
+pub const PEER_ERROR_SUMMARY_EVERY: Duration = Duration::from_secs(30);
+
+/// What to log about one peer's RPC failures: the first failure at WARN, then
+/// at most one summary per [`PEER_ERROR_SUMMARY_EVERY`] with a count, and the
+/// recovery once at INFO. Without it a down peer cost ~15 WARN/ERROR lines a
+/// second for as long as it stayed down (issue 10, point 24).
+#[derive(Debug, Default)]
+struct PeerTrouble {
+    /// Since when the peer has been failing; `None` while it answers.
+    since: Option<Instant>,
+    /// Failures since `since`.
+    failures: u64,
+    /// Failures since the last line logged.
+    unreported: u64,
+    last_line: Option<Instant>,
+}
+
+/// One line to log, decided by [`PeerTrouble`].
+#[derive(Debug, PartialEq, Eq)]
+enum TroubleLine {
+    First,
+    Summary { failures: u64, over: Duration },
+    Recovered { failures: u64, over: Duration },
+}
+
+impl PeerTrouble {
+    fn failed(&mut self, now: Instant) -> Option<TroubleLine> {
+        self.failures = self.failures.saturating_add(1);
+        self.unreported = self.unreported.saturating_add(1);
+        let Some(last) = self.last_line.filter(|_| self.since.is_some()) else {
+            self.since = Some(now);
+            self.failures = 1;
+            self.unreported = 0;
+            self.last_line = Some(now);
+            return Some(TroubleLine::First);
+        };
+        let over = now.saturating_duration_since(last);
+        if over < PEER_ERROR_SUMMARY_EVERY {
+            return None;
+        }
+        let failures = std::mem::take(&mut self.unreported);
+        self.last_line = Some(now);
+        Some(TroubleLine::Summary { failures, over })
+    }
+
+    fn answered(&mut self, now: Instant) -> Option<TroubleLine> {
+        let since = self.since.take()?;
+        let failures = std::mem::take(&mut self.failures);
+        self.unreported = 0;
+        self.last_line = None;
+        Some(TroubleLine::Recovered { failures, over: now.saturating_duration_since(since) })
+    }
+}
+
+/// [`PeerTrouble`] for every peer, and the logging itself.
+#[derive(Clone, Default)]
+struct PeerErrors {
+    peers: Arc<Mutex<HashMap<NodeId, PeerTrouble>>>,
+}
+
+impl PeerErrors {
+    fn failed(&self, id: NodeId, addr: &str, error: &dyn std::fmt::Display) {
+        let line = self.peers.lock().expect("peer errors poisoned").entry(id).or_default().failed(Instant::now());
+        match line {
+            Some(TroubleLine::First) => tracing::warn!(
+                peer = id,
+                %addr,
+                %error,
+                "node {id} unreachable; repeats are summarised every {}s",
+                PEER_ERROR_SUMMARY_EVERY.as_secs()
+            ),
+            Some(TroubleLine::Summary { failures, over }) => tracing::warn!(
+                peer = id,
+                %addr,
+                %error,
+                failures,
+                "node {id} still unreachable: {failures} failed RPCs in the last {}s",
+                over.as_secs()
+            ),
+            _ => {}
+        }
+    }
+
+    fn answered(&self, id: NodeId) {
+        let line = {
+            let mut peers = self.peers.lock().expect("peer errors poisoned");
+            peers.get_mut(&id).and_then(|t| t.answered(Instant::now()))
+        };
+        if let Some(TroubleLine::Recovered { failures, over }) = line {
+            tracing::info!(
+                peer = id,
+                failures,
+                "node {id} reachable again after {failures} failed RPCs over {over:.1?}"
+            );
+        }
     }
 }
 
@@ -72,6 +177,7 @@ pub struct PeerNetworkFactory {
     tls: Option<ClientTlsConfig>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     health: PeerHealth,
+    errors: PeerErrors,
     faults: PeerFaults,
 }
 
@@ -135,7 +241,13 @@ impl PeerNetworkFactory {
 
     /// [`PeerNetworkFactory::new`] whose Raft RPCs obey `faults`.
     pub fn with_faults(tls: Option<&PeerTls>, health: PeerHealth, faults: PeerFaults) -> Self {
-        PeerNetworkFactory { tls: tls.map(PeerTls::client_config), channels: Default::default(), health, faults }
+        PeerNetworkFactory {
+            tls: tls.map(PeerTls::client_config),
+            channels: Default::default(),
+            health,
+            errors: PeerErrors::default(),
+            faults,
+        }
     }
 
     pub fn health(&self) -> &PeerHealth {
@@ -203,8 +315,31 @@ impl PeerConnection {
         self.send(method, payload, option).await
     }
 
-    /// Sends one encoded Raft RPC.
+    /// Sends one encoded Raft RPC; a failure to reach the peer is logged
+    /// through [`PeerErrors`] (openraft's own per-attempt lines are filtered
+    /// out by the binary's default log filter).
     async fn send<Resp, E>(
+        &self,
+        method: Method,
+        payload: Vec<u8>,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, PeerNode, RaftError<NodeId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let result = self.send_once(method, payload, option).await;
+        match &result {
+            Err(RPCError::Unreachable(e)) => self.factory.errors.failed(self.target, &self.addr, e),
+            Err(RPCError::Network(e)) => self.factory.errors.failed(self.target, &self.addr, e),
+            Err(RPCError::Timeout(e)) => self.factory.errors.failed(self.target, &self.addr, e),
+            Ok(_) | Err(RPCError::RemoteError(_)) => self.factory.errors.answered(self.target),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn send_once<Resp, E>(
         &self,
         method: Method,
         payload: Vec<u8>,
@@ -307,6 +442,29 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 #[cfg(test)]
 mod tests {
     use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
+
+    /// Issue 10, point 24: every failed RPC to a down peer was logged (two
+    /// lines each, ~15 a second). The first failure is one line, repeats one
+    /// summary per period with their count, the recovery one line.
+    #[test]
+    fn a_down_peer_is_logged_first_then_summarised_then_recovered_once() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut t = PeerTrouble::default();
+        assert_eq!(t.answered(at(0)), None, "a peer that never failed has no recovery");
+        assert_eq!(t.failed(at(0)), Some(TroubleLine::First));
+        let quiet = (1..150).filter_map(|i| t.failed(at(i * 200))).count();
+        assert_eq!(quiet, 0, "failures within the period are only counted");
+        let every = PEER_ERROR_SUMMARY_EVERY.as_millis() as u64;
+        assert_eq!(t.failed(at(every)), Some(TroubleLine::Summary { failures: 150, over: PEER_ERROR_SUMMARY_EVERY }));
+        assert_eq!(t.failed(at(every + 200)), None);
+        assert_eq!(
+            t.answered(at(every + 400)),
+            Some(TroubleLine::Recovered { failures: 152, over: Duration::from_millis(every + 400) })
+        );
+        assert_eq!(t.answered(at(every + 600)), None, "recovery is logged once");
+        assert_eq!(t.failed(at(every + 800)), Some(TroubleLine::First), "a new outage starts over");
+    }
     use uptime_raft_store::typ::Entry;
     use uptime_raft_store::{Command, Request};
 

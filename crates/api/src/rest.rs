@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::cluster::Cluster;
 use crate::dto::{
     AddNode, ClusterStatus, CreateMonitor, DeclareIncident, HistoryView, IncidentAction, IncidentView, MaintenanceView,
-    MonitorView, NodeView, Setting, SettingValue, StateHashView,
+    MonitorView, NodeView, Setting, SettingValue, StaleView, StateHashView,
 };
 use crate::error::ApiError;
 use crate::metrics::LocalMetrics;
@@ -56,6 +56,8 @@ pub fn router_with(cluster: Cluster, token: &str, local: Option<Arc<dyn LocalMet
         .route("/api/v1/incidents/{id}/{action}", post(incident_action))
         .route("/api/v1/maintenance", get(list_maintenance).post(create_maintenance))
         .route("/api/v1/maintenance/{id}", delete(delete_maintenance))
+        .route_layer(middleware::from_fn_with_state(state.clone(), mark_stale))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_member))
         .route_layer(middleware::from_fn(idempotency_key))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let router =
@@ -89,6 +91,54 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
     } else {
         ApiError::unauthorized().into_response()
     }
+}
+
+/// A removed node, or one waiting to be added, answers every API request
+/// (but `/metrics`) with why it has nothing to serve, rather than its frozen
+/// or empty state.
+async fn require_member(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/metrics" {
+        return next.run(req).await;
+    }
+    match state.cluster.check_member() {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The header that marks a read whose state may be behind the cluster.
+pub const STALE_HEADER: &str = "x-uptime-stale";
+
+/// Reads served while this node hears no leader carry `X-Uptime-Stale: <age>s`
+/// (how far the state's clock is behind this node's; see
+/// [`Cluster::staleness`]). Cluster status says the same in its own fields.
+async fn mark_stale(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let read = req.method() == axum::http::Method::GET
+        && req.uri().path().starts_with("/api/v1/")
+        && !req.uri().path().starts_with("/api/v1/cluster");
+    let mut response = next.run(req).await;
+    if read && response.status().is_success() {
+        if let Some(stale) = state.cluster.staleness() {
+            let age = format!("{:.1}s", stale.age_ms as f64 / 1000.0);
+            if let Ok(v) = axum::http::HeaderValue::from_str(&age) {
+                response.headers_mut().insert(STALE_HEADER, v);
+            }
+        }
+    }
+    response
+}
+
+/// A monitor read with its `stale` mark (absent while a leader is heard).
+#[derive(serde::Serialize)]
+struct Marked<T> {
+    #[serde(flatten)]
+    view: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stale: Option<StaleView>,
+}
+
+fn marked<T>(cluster: &Cluster, view: T) -> Marked<T> {
+    Marked { view, stale: cluster.staleness() }
 }
 
 /// `Json<T>` whose rejections use the error envelope.
@@ -125,6 +175,9 @@ impl ReadOptions {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    if let Err(e) = state.cluster.check_member() {
+        return e.into_response();
+    }
     match state.cluster.local_status().leader {
         Some(_) => (StatusCode::OK, "ready\n").into_response(),
         None => ApiError::unavailable("no leader known").into_response(),
@@ -180,16 +233,17 @@ async fn put_setting(
 async fn list_monitors(
     State(s): State<AppState>,
     Query(o): Query<ReadOptions>,
-) -> Result<Json<Vec<MonitorView>>, ApiError> {
-    Ok(Json(ops::list_monitors(&s.cluster, o.linearizable()?).await?))
+) -> Result<Json<Vec<Marked<MonitorView>>>, ApiError> {
+    let views = ops::list_monitors(&s.cluster, o.linearizable()?).await?;
+    Ok(Json(views.into_iter().map(|v| marked(&s.cluster, v)).collect()))
 }
 
 async fn get_monitor(
     State(s): State<AppState>,
     Path(id): Path<String>,
     Query(o): Query<ReadOptions>,
-) -> Result<Json<MonitorView>, ApiError> {
-    Ok(Json(ops::get_monitor(&s.cluster, &id, o.linearizable()?).await?))
+) -> Result<Json<Marked<MonitorView>>, ApiError> {
+    Ok(Json(marked(&s.cluster, ops::get_monitor(&s.cluster, &id, o.linearizable()?).await?)))
 }
 
 async fn delete_monitor(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {

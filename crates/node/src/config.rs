@@ -52,6 +52,10 @@ pub struct Config {
     pub probe: ProbeSettings,
     #[serde(default)]
     pub storage: StorageSettings,
+    /// `UPTIME_*` variables that name no config key (another program's, or a
+    /// typo): ignored, and named in a warning at start-up.
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 /// How this node runs checks (`[probe]`).
@@ -224,23 +228,64 @@ impl Config {
             digest: DigestSettings::default(),
             probe: ProbeSettings::default(),
             storage: StorageSettings::default(),
+            ignored_env: Vec::new(),
         }
     }
 
     /// Reads `path`, applies `UPTIME_*` overrides from `env`, and validates.
+    /// A variable that names no config key is ignored (and listed in
+    /// `ignored_env`); one whose value does not fit its key is an error that
+    /// names the variable.
     pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile { path: path.to_owned(), source })?;
-        let mut table: toml::Table =
+        let table: toml::Table =
             toml::from_str(&text).map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
-        apply_env(&mut table, env)?;
-        let mut config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
-            // Values carry no positions; the file's own text does, so point at the line
-            // when the file alone is at fault, and at the environment otherwise.
-            match toml::from_str::<Config>(&text) {
-                Err(file_err) => Error::config(format!("{}: {}", path.display(), located(&text, &file_err))),
-                Ok(_) => Error::config(format!("{} with UPTIME_* overrides: {}", path.display(), e.message())),
+        let vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.strip_prefix("UPTIME_").is_some_and(|p| !NOT_CONFIG_KEYS.contains(&p)))
+            .collect();
+        let parse = |active: &[usize]| -> Result<Result<Config, toml::de::Error>, Error> {
+            let mut t = table.clone();
+            apply_env(&mut t, active.iter().map(|i| vars[*i].clone()))?;
+            Ok(toml::Value::Table(t).try_into())
+        };
+        let mut active: Vec<usize> = (0..vars.len()).collect();
+        let mut ignored = Vec::new();
+        let mut config = loop {
+            let e = match parse(&active)? {
+                Ok(config) => break config,
+                Err(e) => e,
+            };
+            // The variables at fault: those without which this error goes away.
+            let culprits: Vec<usize> = active
+                .iter()
+                .copied()
+                .filter(|i| {
+                    let rest: Vec<usize> = active.iter().copied().filter(|j| j != i).collect();
+                    match parse(&rest) {
+                        Ok(Ok(_)) => true,
+                        Ok(Err(other)) => other.message() != e.message(),
+                        Err(_) => false,
+                    }
+                })
+                .collect();
+            if e.message().starts_with("unknown field") && !culprits.is_empty() {
+                ignored.extend(culprits.iter().map(|i| vars[*i].0.clone()));
+                active.retain(|i| !culprits.contains(i));
+                continue;
             }
-        })?;
+            // Values carry no positions; the file's own text does, so point at the line
+            // when the file alone is at fault, and at the variables otherwise.
+            let names: Vec<&str> = culprits.iter().map(|i| vars[*i].0.as_str()).collect();
+            return Err(match toml::from_str::<Config>(&text) {
+                Err(file_err) => Error::config(format!("{}: {}", path.display(), located(&text, &file_err))),
+                Ok(_) if names.is_empty() => {
+                    Error::config(format!("{} with UPTIME_* overrides: {}", path.display(), e.message()))
+                }
+                Ok(_) => Error::config(format!("{}: {}", names.join(", "), e.message())),
+            });
+        };
+        config.ignored_env = ignored;
         // Relative paths in the file are relative to the file.
         let base = path.parent().unwrap_or(Path::new("."));
         config.data_dir = base.join(&config.data_dir);
@@ -346,6 +391,8 @@ fn located(text: &str, e: &toml::de::Error) -> String {
 const NOT_CONFIG_KEYS: [&str; 2] = ["CONFIG", "LOG"];
 
 fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), Error> {
+    // Callers pass only `UPTIME_*` config variables; the checks below stay for
+    // any other caller.
     for (key, value) in env {
         let Some(path) = key.strip_prefix("UPTIME_") else {
             continue;
@@ -391,6 +438,33 @@ api_token = "t0ken"
 insecure = true
 peers = [{ id = 1, peer_addr = "127.0.0.1:7080", api_addr = "http://127.0.0.1:8080" }]
 "#;
+
+    /// Issue 10, point 23: an unrelated `UPTIME_*` variable stopped the node
+    /// with "unknown field", naming neither the variable nor the fix. It is
+    /// ignored and listed; a bad value for a real key names its variable.
+    #[test]
+    fn unknown_uptime_variables_are_ignored_and_bad_values_name_their_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), BASE);
+        let var = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let c = Config::load(
+            &path,
+            [
+                var("UPTIME_KUMA_URL", "http://x"),
+                var("UPTIME_RAFT__HEARTBEAT_MS", "60"),
+                var("UPTIME_RAFT__COLOUR", "red"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.raft.heartbeat_ms, 60);
+        assert_eq!(c.ignored_env, vec!["UPTIME_KUMA_URL".to_string(), "UPTIME_RAFT__COLOUR".to_string()]);
+
+        for (key, value) in [("UPTIME_RAFT__HEARTBEAT_MS", "soon"), ("UPTIME_NODE_ID", "\"two\"")] {
+            let e = Config::load(&path, [var("UPTIME_KUMA_URL", "x"), var(key, value)]).unwrap_err().to_string();
+            assert!(e.contains(key), "{key}: {e}");
+            assert!(!e.contains("UPTIME_KUMA_URL"), "{e}");
+        }
+    }
 
     #[test]
     fn env_overrides_file() {

@@ -1,7 +1,9 @@
 //! `uptimectl`: the operator CLI over the admin API.
 //!
 //! Exit status 0 on success; on error a one-line reason on stderr and status 1
-//! (usage errors: 2, from clap).
+//! (usage errors: 2, from clap). A read answered from state that may be behind
+//! the cluster (the node heard no leader) is printed, with a warning on stderr,
+//! and exits [`EXIT_STALE`].
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
@@ -9,7 +11,41 @@ use uptime_api::dto::{
     AddNode, ClusterStatus, CreateMonitor, DeclareIncident, HistoryView, IncidentAction, IncidentView, MaintenanceView,
     MonitorView,
 };
-use uptime_api::{Client, ClientError};
+use uptime_api::{Client, ClientError, Read};
+
+/// The exit status of a read that was answered but marked stale.
+pub const EXIT_STALE: i32 = 3;
+
+/// What a command prints: stdout, and the stale mark of a read, if any.
+#[derive(Debug, Default)]
+pub struct Printed {
+    pub stdout: String,
+    /// The `X-Uptime-Stale` age of the read this printed.
+    pub stale: Option<String>,
+}
+
+impl Printed {
+    /// The warning for stderr, when the read was stale.
+    pub fn warning(&self) -> Option<String> {
+        self.stale.as_ref().map(|age| {
+            format!(
+                "warning: stale: the answering node hears no leader (no quorum?); this state is {age} old and may \
+                 be behind the cluster"
+            )
+        })
+    }
+}
+
+impl From<String> for Printed {
+    fn from(stdout: String) -> Self {
+        Printed { stdout, stale: None }
+    }
+}
+
+/// A read's output with its stale mark.
+fn read_out<T>(read: Read<T>, print: impl FnOnce(&T) -> String) -> Printed {
+    Printed { stdout: print(&read.value), stale: read.stale }
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "uptimectl", version, about = "Operate an uptime-cluster")]
@@ -259,14 +295,14 @@ impl AddMonitor {
     }
 }
 
-/// Runs one command and returns what to print on stdout.
-pub async fn run(cli: Cli) -> Result<String, ClientError> {
+/// Runs one command and returns what to print.
+pub async fn run(cli: Cli) -> Result<Printed, ClientError> {
     let mut client = Client::new(&cli.endpoint, cli.token.clone())?;
     if let Some(user) = cli.by.clone().or_else(|| std::env::var("USER").ok()) {
         client = client.with_user(user);
     }
     let json = cli.output == Output::Json;
-    match cli.command {
+    let stdout: Result<String, ClientError> = match cli.command {
         Command::Cluster(ClusterCmd::Status) => {
             let status = client.cluster_status().await?;
             Ok(if json { to_json(&status) } else { cluster_table(&status) })
@@ -274,7 +310,7 @@ pub async fn run(cli: Cli) -> Result<String, ClientError> {
         Command::Cluster(ClusterCmd::AddNode { id, peer_addr, api_addr }) => {
             let status = client.add_node(&AddNode { id, peer_addr, api_addr }).await?;
             if json {
-                return Ok(to_json(&status));
+                return Ok(to_json(&status).into());
             }
             let mut out = cluster_table(&status);
             if status.members.iter().any(|m| m.id == id && !m.voter) {
@@ -301,12 +337,12 @@ pub async fn run(cli: Cli) -> Result<String, ClientError> {
             Ok(if json { to_json(&m) } else { monitor_table(std::slice::from_ref(&m)) })
         }
         Command::Monitor(MonitorCmd::List { linearizable }) => {
-            let ms = client.list_monitors(linearizable).await?;
-            Ok(if json { to_json(&ms) } else { monitor_table(&ms) })
+            let read = client.list_monitors_read(linearizable).await?;
+            return Ok(read_out(read, |ms| if json { to_json(ms) } else { monitor_table(ms) }));
         }
         Command::Monitor(MonitorCmd::Get { monitor }) => {
-            let m = client.get_monitor(&monitor).await?;
-            Ok(if json { to_json(&m) } else { monitor_table(std::slice::from_ref(&m)) })
+            let read = client.get_monitor_read(&monitor).await?;
+            return Ok(read_out(read, |m| if json { to_json(m) } else { monitor_table(std::slice::from_ref(m)) }));
         }
         Command::Monitor(MonitorCmd::Pause { monitor }) => {
             let m = client.pause_monitor(&monitor, true).await?;
@@ -317,8 +353,8 @@ pub async fn run(cli: Cli) -> Result<String, ClientError> {
             Ok(if json { to_json(&m) } else { monitor_table(std::slice::from_ref(&m)) })
         }
         Command::Monitor(MonitorCmd::Nodes { monitor }) => {
-            let nodes = client.monitor_nodes(&monitor).await?;
-            Ok(if json {
+            let Read { value: nodes, stale } = client.monitor_nodes_read(&monitor).await?;
+            let stdout = if json {
                 to_json(&nodes)
             } else {
                 table(
@@ -338,7 +374,8 @@ pub async fn run(cli: Cli) -> Result<String, ClientError> {
                         })
                         .collect(),
                 )
-            })
+            };
+            return Ok(Printed { stdout, stale });
         }
         Command::Incident(cmd) => incident(&client, cmd, json).await,
         Command::History { monitor, range } => {
@@ -387,7 +424,8 @@ pub async fn run(cli: Cli) -> Result<String, ClientError> {
             client.delete_monitor(&monitor).await?;
             Ok(if json { "{}\n".to_string() } else { format!("deleted {monitor}\n") })
         }
-    }
+    };
+    stdout.map(Printed::from)
 }
 
 async fn incident(client: &Client, cmd: IncidentCmd, json: bool) -> Result<String, ClientError> {

@@ -99,7 +99,11 @@ impl Node {
             .map_err(|e| Error::raft("start", e))?;
         let cluster_config = ClusterConfig {
             node_id: config.node_id,
-            health_window: Duration::from_millis(r.election_timeout_max_ms.max(3 * r.heartbeat_ms) + 500),
+            // Long enough for a missed clock sample (every 500 ms; a follower's
+            // only contact with its peers) and a missed election timeout.
+            health_window: Duration::from_millis(
+                r.election_timeout_max_ms.max(r.heartbeat_ms.saturating_mul(3)).max(1_000).saturating_add(500),
+            ),
             ..ClusterConfig::default()
         };
         let cluster = Cluster::new(cluster_config, raft.clone(), reader, network);

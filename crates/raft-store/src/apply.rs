@@ -21,6 +21,7 @@
 
 mod incidents;
 mod maintenance;
+mod members;
 mod monitors;
 mod notify;
 mod requests;

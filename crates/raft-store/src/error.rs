@@ -7,7 +7,9 @@ use crate::codec::CodecError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("cannot open {path}: {source} (is the file truncated or corrupt? restore it from a snapshot or replace the node)")]
+    /// The advice depends on the cause: a file locked by a running process
+    /// must not be "restored" or replaced.
+    #[error("cannot open {path}: {}", open_advice(source))]
     Open { path: PathBuf, source: redb::DatabaseError },
     #[error("cannot open {path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
@@ -27,6 +29,17 @@ pub enum Error {
     Installing,
     #[error("snapshot file {path}: {source}")]
     SnapshotFile { path: PathBuf, source: std::io::Error },
+}
+
+fn open_advice(source: &redb::DatabaseError) -> String {
+    match source {
+        redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
+            "another process holds it (is another uptime-node running on this \
+             data directory?); stop that process, or give this one its own data directory"
+                .to_string()
+        }
+        other => format!("{other} (is the file truncated or corrupt? restore it from a snapshot or replace the node)"),
+    }
 }
 
 /// Lifts any redb error into [`Error`]; redb has one error type per operation.

@@ -23,6 +23,7 @@
 //!    never the slices in between: during an install they get
 //!    [`Error::Installing`] (the [`InstallGate`]).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
@@ -32,7 +33,8 @@ use std::time::Duration;
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, StorageIOError};
 use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTableMetadata, TableDefinition, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -239,6 +241,11 @@ impl StateMachineStore {
         let mut txn = db.begin_write().map_err(db_)?;
         txn.set_durability(Durability::None).map_err(|e| db_(redb::Error::from(e)))?;
         let mut responses = Vec::with_capacity(entries.len());
+        // Every node named by the applied membership, voters and learners.
+        let mut members: BTreeSet<u64> = {
+            let stored: Option<StoredMembership> = read_meta_in(&txn, KEY_MEMBERSHIP)?;
+            stored.map(|m| m.membership().nodes().map(|(id, _)| *id).collect()).unwrap_or_default()
+        };
         {
             let mut apply = Apply::new(&txn)?;
             let mut last_applied = None;
@@ -248,13 +255,20 @@ impl StateMachineStore {
                 let response = match entry.payload {
                     EntryPayload::Blank => Response::Done,
                     EntryPayload::Membership(m) => {
+                        let next: BTreeSet<u64> = m.nodes().map(|(id, _)| *id).collect();
+                        let gone: BTreeSet<u64> = members.difference(&next).copied().collect();
+                        apply.forget_nodes(&gone)?;
+                        members = next;
                         membership = Some(StoredMembership::new(Some(entry.log_id), m));
                         Response::Done
                     }
                     EntryPayload::Normal(request) => {
                         failpoint_fail_apply(&request.command)?;
                         apply.advance_clock(request.at_ms)?;
-                        apply.command(&request.command)?
+                        match without_strangers(&request.command, &members) {
+                            Some(command) => apply.command(&command)?,
+                            None => apply.command(&request.command)?,
+                        }
                     }
                 };
                 responses.push(response);
@@ -559,6 +573,37 @@ fn put_meta<T: Serialize>(txn: &WriteTransaction, key: &str, value: &T) -> Resul
     let bytes = codec::encode(value)?;
     txn.open_table(META).map_err(db)?.insert(key, bytes.as_slice()).map_err(db)?;
     Ok(())
+}
+
+/// [`read_meta`] inside a write transaction (before its tables are opened for apply).
+fn read_meta_in<T: serde::de::DeserializeOwned>(txn: &WriteTransaction, key: &str) -> Result<Option<T>, Error> {
+    let table = txn.open_table(META).map_err(db)?;
+    let value = table.get(key).map_err(db)?;
+    Ok(match value {
+        Some(v) => Some(codec::decode(v.value())?),
+        None => None,
+    })
+}
+
+/// `command` without the digests of nodes outside the membership (`None`:
+/// nothing to drop). A removed node may still send its last windows; applied,
+/// they would put its observations back into the verdicts. Dropped digests
+/// answer as if empty. No membership known yet (a fresh state): nothing dropped.
+fn without_strangers(command: &crate::Command, members: &BTreeSet<u64>) -> Option<crate::Command> {
+    use crate::Command;
+    let stranger = |c: &Command| matches!(c, Command::Digests { node_id, .. } if !members.contains(node_id));
+    if members.is_empty() {
+        return None;
+    }
+    match command {
+        Command::Digests { node_id, .. } if stranger(command) => {
+            Some(Command::Digests { node_id: *node_id, digests: Vec::new() })
+        }
+        Command::Batch(items) if items.iter().any(stranger) => Some(Command::Batch(
+            items.iter().map(|c| without_strangers(c, members).unwrap_or_else(|| c.clone())).collect(),
+        )),
+        _ => None,
+    }
 }
 
 fn read_meta<T: serde::de::DeserializeOwned>(txn: &ReadTransaction, key: &str) -> Result<Option<T>, Error> {
@@ -886,6 +931,79 @@ mod tests {
                 command: Command::SetSetting { key: format!("k{index}"), value: "v".repeat(200) },
             }),
         }
+    }
+
+    /// Issue 10, point 19: a removed node's last report stayed in every
+    /// monitor's observations (and so in the verdicts and the per-node view)
+    /// for ever. The membership entry that drops a node deletes them, and
+    /// digests the node still sends afterwards are not applied.
+    #[tokio::test]
+    async fn a_membership_that_drops_a_node_drops_its_observations_and_later_digests() {
+        use crate::history::LatencyStats;
+        use crate::model::{AlertPolicy, Digest, MonitorDraft, MonitorResult};
+        use crate::quorum::CheckStatus;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachineStore::open(dir.path()).unwrap();
+        let mut index = 0;
+        let mut next = |payload: EntryPayload<TypeConfig>| {
+            index += 1;
+            Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload }
+        };
+        let membership = |ids: &[u64]| {
+            let nodes: std::collections::BTreeMap<u64, crate::PeerNode> =
+                ids.iter().map(|id| (*id, crate::PeerNode::default())).collect();
+            EntryPayload::Membership(openraft::Membership::new(vec![ids.iter().copied().collect()], nodes))
+        };
+        let normal = |at_ms: u64, command: Command| EntryPayload::Normal(Request { at_ms, command });
+        let draft = MonitorDraft {
+            name: "m".into(),
+            check: uptime_probe::CheckSpec::from_target("tcp", "127.0.0.1:9").unwrap(),
+            interval_ms: 10_000,
+            timeout_ms: 5_000,
+            enabled: true,
+            public: false,
+            tags: vec![],
+            policy: AlertPolicy::default(),
+        };
+        let first = vec![next(membership(&[1, 2, 3])), next(normal(1_000, Command::CreateMonitor(draft)))];
+        sm.apply(first).await.unwrap();
+        let id = sm.reader().list_monitors().unwrap()[0].id;
+        let digest = |node_id: u64, seq: u64| Command::Digests {
+            node_id,
+            digests: vec![Digest {
+                seq,
+                coalesced: 0,
+                results: vec![MonitorResult {
+                    monitor_id: id,
+                    checks: 1,
+                    failures: 1,
+                    last_status: CheckStatus::Down,
+                    run: 3,
+                    last_error: "refused".into(),
+                    latency: LatencyStats::default(),
+                }],
+            }],
+        };
+        let reporters = |sm: &StateMachineStore| -> Vec<u64> {
+            sm.reader().observations(id).unwrap().into_iter().map(|(node, _)| node).collect()
+        };
+        let reports: Vec<Entry> = (1..=3).map(|n| next(normal(2_000, digest(n, 1)))).collect();
+        sm.apply(reports).await.unwrap();
+        assert_eq!(reporters(&sm), vec![1, 2, 3]);
+
+        // Joint, then final: node 3 leaves at the final configuration.
+        let nodes: std::collections::BTreeMap<u64, crate::PeerNode> =
+            (1..=3).map(|id| (id, crate::PeerNode::default())).collect();
+        let joint = openraft::Membership::new(vec![[1, 2, 3].into(), [1, 2].into()], nodes);
+        sm.apply(vec![next(EntryPayload::Membership(joint))]).await.unwrap();
+        assert_eq!(reporters(&sm), vec![1, 2, 3], "still a member in the joint configuration");
+        sm.apply(vec![next(membership(&[1, 2]))]).await.unwrap();
+        assert_eq!(reporters(&sm), vec![1, 2], "the removed node's report leaves");
+
+        let late = vec![next(normal(3_000, Command::Batch(vec![digest(3, 2), digest(1, 2)])))];
+        sm.apply(late).await.unwrap();
+        assert_eq!(reporters(&sm), vec![1, 2], "a digest from a removed node is not applied");
     }
 
     /// A store that applied entries 1..=`n`, and its snapshot (the directory

@@ -7,6 +7,9 @@ use super::*;
 pub struct ClusterStatus {
     /// The node that answered.
     pub node_id: u64,
+    /// The leader as the answering node knows it: `None` ("no leader known")
+    /// once it has not heard from the leader within the health window (a
+    /// leader itself: from a majority of voters), whatever Raft last recorded.
     pub leader: Option<u64>,
     pub term: u64,
     pub members: Vec<Member>,
@@ -24,6 +27,10 @@ pub struct ClusterStatus {
     /// (positive: ahead); null while it has not heard from a majority.
     #[serde(default)]
     pub clock_skew_ms: Option<i64>,
+    /// Log index of the membership the members list comes from (a newer one
+    /// wins when views are combined).
+    #[serde(default)]
+    pub membership_index: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,8 +40,13 @@ pub struct Member {
     pub addr: String,
     pub api_addr: String,
     pub voter: bool,
-    /// The leader heard from it recently (the leader itself is healthy).
+    /// The answering node heard from it within the health window (the
+    /// answering node itself is healthy).
     pub healthy: bool,
+    /// How long ago the answering node last heard from it, in ms; null if it
+    /// never has (or for the answering node itself).
+    #[serde(default)]
+    pub last_contact_ms: Option<u64>,
 }
 
 /// `POST /api/v1/cluster/nodes`.
@@ -50,4 +62,14 @@ pub struct AddNode {
 pub struct StateHashView {
     pub applied_index: u64,
     pub hash: String,
+}
+
+/// Why a read may be behind the cluster: `X-Uptime-Stale: <age>s` on the
+/// response, and this as the `stale` field of each monitor read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaleView {
+    /// How far the state's clock (the time of its last applied entry) is
+    /// behind this node's clock, in ms.
+    pub age_ms: u64,
+    pub reason: String,
 }

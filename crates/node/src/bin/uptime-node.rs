@@ -53,7 +53,9 @@ enum CertsCmd {
 
 fn main() {
     if let Err(e) = real_main() {
-        eprintln!("uptime-node: {e:#}");
+        // Each cause once: `{e:#}` repeats a source its parent already printed.
+        let dyn_error: &(dyn std::error::Error + 'static) = e.as_ref();
+        eprintln!("uptime-node: {}", uptime_api::error_chain(dyn_error));
         std::process::exit(1);
     }
 }
@@ -102,15 +104,31 @@ fn dev_token(dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// openraft's per-attempt replication failure lines, silenced by default.
+const QUIET_REPLICATION: &str = "openraft::replication=off,openraft::engine::handler::replication_handler=error";
+
 fn serve(config: Config) -> anyhow::Result<()> {
+    let filter = std::env::var("UPTIME_LOG").unwrap_or_else(|_| "info,openraft=warn".into());
+    // openraft logs every failed replication attempt (three lines each, ~15 a
+    // second per down peer); the peer network logs them rate-limited instead
+    // (`uptime_api::network`). A filter that names these targets keeps its say.
+    let filter = if filter.contains("openraft::replication") || filter.contains("replication_handler") {
+        filter
+    } else {
+        format!("{filter},{QUIET_REPLICATION}")
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("UPTIME_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(format!("info,openraft=warn,{QUIET_REPLICATION}"))
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    for variable in &config.ignored_env {
+        tracing::warn!(%variable, "ignored: {variable} names no config key");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let node = Node::build(config).await?;
