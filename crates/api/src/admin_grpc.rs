@@ -30,13 +30,16 @@ pub(crate) fn mount<S: Clone + Send + Sync + 'static>(
     token: &str,
 ) -> axum::Router<S> {
     let token: Arc<str> = Arc::from(token);
+    let member = cluster.clone();
     let check = move |req: Request<()>| {
         let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
-        if bearer_matches(header, &token) {
-            Ok(req)
-        } else {
-            Err(Status::unauthenticated("a valid bearer token is required (authorization: Bearer TOKEN)"))
+        if !bearer_matches(header, &token) {
+            return Err(Status::unauthenticated("a valid bearer token is required (authorization: Bearer TOKEN)"));
         }
+        // A removed node, or one not added yet, says so rather than answer
+        // from a state it no longer (or not yet) shares, as REST does.
+        member.check_member().map_err(status)?;
+        Ok(req)
     };
     let service = AdminServer::with_interceptor(AdminService { cluster }, check);
     router.route_service("/uptime.v1.Admin/{*method}", service)
