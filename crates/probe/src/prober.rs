@@ -3,17 +3,25 @@
 //! check at a time per call, many calls at once.
 //!
 //! Timeouts: every check has a total deadline (the monitor's timeout, or a
-//! spec's tighter one). Each phase (DNS, connect, TLS) also has its own cap from
-//! [`Config`], clipped to what is left of the total, so a failure names the phase
-//! that ran out. The whole check also runs under the total deadline, so no
-//! check outlives its timeout whatever a phase does.
+//! spec's tighter one). Each phase (DNS, connect, TLS, first byte, body) may
+//! use whatever is left of it, and runs under that deadline itself, so a
+//! failure names the phase that ran out. No fixed per-phase cap: it would
+//! override the monitor's timeout. The whole check also runs under the total
+//! deadline, so no check outlives its timeout whatever a phase does.
+//!
+//! DNS queries are resent every [`DNS_RETRANSMIT`] (a lost UDP datagram is not
+//! an outage), for as long as the check's deadline allows: the resolver's
+//! per-query timeout never ends a lookup sooner.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
+use hickory_resolver::lookup::Lookup;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::NetError;
+use hickory_resolver::proto::rr::RecordType;
 use hickory_resolver::TokioResolver;
 use rustls::pki_types::CertificateDer;
 use tokio::time::Instant;
@@ -56,6 +64,11 @@ pub(crate) struct Inner {
     regexes: Mutex<HashMap<String, Arc<regex::bytes::Regex>>>,
     clock: Clock,
 }
+
+/// How long one DNS query waits for its answer before it is sent again, within
+/// the check's deadline; the resolver's own retries (`attempts`) are off, so
+/// [`lookup`] alone decides when a lookup gives up.
+pub(crate) const DNS_RETRANSMIT: Duration = Duration::from_secs(2);
 
 /// Most compiled regexes kept; past it the cache starts over (a fleet with
 /// more distinct patterns than this is unlikely, and recompiling is correct).
@@ -223,6 +236,26 @@ fn build_resolver(
     // A before AAAA: most monitored services answer on IPv4, and the connect
     // loop falls through to IPv6 when IPv4 fails.
     opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-    opts.timeout = config.dns_timeout;
+    opts.timeout = DNS_RETRANSMIT;
+    opts.attempts = 0;
     builder.build().map_err(|e| Error::ResolverConfig { message: e.to_string() })
+}
+
+/// Looks `name` up, sending the query again each time one times out, until an
+/// answer, a definite error, or `deadline`. `None`: the deadline passed with no
+/// answer.
+pub(crate) async fn lookup(
+    resolver: &TokioResolver,
+    name: &str,
+    record_type: RecordType,
+    deadline: Instant,
+) -> Option<Result<Lookup, NetError>> {
+    loop {
+        match tokio::time::timeout_at(deadline, resolver.lookup(name, record_type)).await {
+            Err(_) => return None,
+            Ok(Err(NetError::Timeout)) if Instant::now() < deadline => continue,
+            Ok(Err(NetError::Timeout)) => return None,
+            Ok(result) => return Some(result),
+        }
+    }
 }

@@ -1,5 +1,5 @@
-//! Resolve, connect and handshake, each phase timed and capped: the steps the
-//! HTTP, TCP and TLS checks share.
+//! Resolve, connect and handshake, each phase timed and bounded by the check's
+//! deadline: the steps the HTTP, TCP and TLS checks share.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -12,17 +12,23 @@ use tokio::time::{timeout_at, Instant};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use hickory_resolver::lookup::Lookup;
+use hickory_resolver::proto::rr::{RData, RecordType};
+
 use super::Inner;
 use crate::{CheckError, ErrorKind, Phase};
 
-pub(super) fn fail(kind: ErrorKind, phase: Phase, message: impl Into<String>) -> CheckError {
-    CheckError { kind, phase: Some(phase), message: message.into() }
+/// The addresses in an A or AAAA answer (a CNAME chain's other records aside).
+fn addresses(lookup: &Lookup) -> impl Iterator<Item = IpAddr> + '_ {
+    lookup.answers().iter().filter_map(|r| match &r.data {
+        RData::A(a) => Some(IpAddr::V4(a.0)),
+        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+        _ => None,
+    })
 }
 
-/// When a phase with its own `limit` must end: its limit or the check's
-/// deadline, whichever comes first.
-pub(super) fn phase_deadline(deadline: Instant, limit: Duration) -> Instant {
-    deadline.min(Instant::now() + limit)
+pub(super) fn fail(kind: ErrorKind, phase: Phase, message: impl Into<String>) -> CheckError {
+    CheckError { kind, phase: Some(phase), message: message.into() }
 }
 
 /// Addresses for `host` (an IP literal needs no lookup, and reports no DNS
@@ -36,15 +42,29 @@ pub(super) async fn resolve(
         return Ok((vec![ip], None));
     }
     let start = Instant::now();
-    let lookup = timeout_at(phase_deadline(deadline, p.config.dns_timeout), p.resolver.lookup_ip(host))
-        .await
-        .map_err(|_| {
-            fail(ErrorKind::Timeout, Phase::Dns, format!("resolving {host} timed out after {:?}", start.elapsed()))
-        })?
-        .map_err(|e| fail(ErrorKind::Dns, Phase::Dns, format!("resolving {host}: {e}")))?;
-    let addrs: Vec<IpAddr> = lookup.iter().collect();
+    let timed_out =
+        || fail(ErrorKind::Timeout, Phase::Dns, format!("resolving {host} timed out after {:?}", start.elapsed()));
+    let (v4, v6) = tokio::join!(
+        super::lookup(&p.resolver, host, RecordType::A, deadline),
+        super::lookup(&p.resolver, host, RecordType::AAAA, deadline),
+    );
+    let (v4, v6) = match (v4, v6) {
+        (None, _) | (_, None) => return Err(timed_out()),
+        (Some(v4), Some(v6)) => (v4, v6),
+    };
+    let mut addrs = Vec::new();
+    for lookup in [&v4, &v6] {
+        if let Ok(l) = lookup {
+            addrs.extend(addresses(l));
+        }
+    }
     if addrs.is_empty() {
-        return Err(fail(ErrorKind::Dns, Phase::Dns, format!("{host} has no A or AAAA records")));
+        // The A answer's error is the one people expect to read.
+        return Err(match v4.err().or(v6.err()) {
+            Some(e) if e.is_nx_domain() => fail(ErrorKind::Dns, Phase::Dns, format!("{host} does not exist (NXDOMAIN)")),
+            Some(e) if !e.is_no_records_found() => fail(ErrorKind::Dns, Phase::Dns, format!("resolving {host}: {e}")),
+            _ => fail(ErrorKind::Dns, Phase::Dns, format!("{host} has no A or AAAA records")),
+        });
     }
     Ok((addrs, Some(start.elapsed())))
 }
@@ -62,7 +82,7 @@ pub(super) async fn connect(
     for ip in addrs {
         let addr = SocketAddr::new(*ip, port);
         let source = p.config.source_addrs.iter().find(|s| s.is_ipv4() == ip.is_ipv4()).copied();
-        match timeout_at(phase_deadline(deadline, p.config.connect_timeout), connect_from(source, addr)).await {
+        match timeout_at(deadline, connect_from(source, addr)).await {
             // No TCP_NODELAY: a check writes its request in one call, which
             // Nagle never holds back, and the syscall is a tenth of a check's.
             Ok(Ok(stream)) => return Ok((stream, addr, start.elapsed())),
@@ -99,7 +119,6 @@ fn connect_error(addr: SocketAddr, e: &io::Error) -> CheckError {
 /// accepts any certificate (see `tls::AcceptAnyCert`); callers verify the chain
 /// afterwards so they can still read an invalid one.
 pub(super) async fn handshake(
-    p: &Inner,
     config: Arc<rustls::ClientConfig>,
     tcp: TcpStream,
     server_name: &str,
@@ -108,12 +127,11 @@ pub(super) async fn handshake(
     let start = Instant::now();
     let name = ServerName::try_from(server_name.to_string())
         .map_err(|e| fail(ErrorKind::Tls, Phase::Tls, format!("{server_name:?} is not a TLS server name: {e}")))?;
-    let stream =
-        timeout_at(phase_deadline(deadline, p.config.tls_timeout), TlsConnector::from(config).connect(name, tcp))
-            .await
-            .map_err(|_| {
-                fail(ErrorKind::Timeout, Phase::Tls, format!("TLS handshake timed out after {:?}", start.elapsed()))
-            })?
-            .map_err(|e| fail(ErrorKind::Tls, Phase::Tls, format!("TLS handshake with {server_name}: {e}")))?;
+    let stream = timeout_at(deadline, TlsConnector::from(config).connect(name, tcp))
+        .await
+        .map_err(|_| {
+            fail(ErrorKind::Timeout, Phase::Tls, format!("TLS handshake timed out after {:?}", start.elapsed()))
+        })?
+        .map_err(|e| fail(ErrorKind::Tls, Phase::Tls, format!("TLS handshake with {server_name}: {e}")))?;
     Ok((stream, start.elapsed()))
 }

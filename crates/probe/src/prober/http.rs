@@ -118,7 +118,7 @@ async fn hop(
     detail.remote = Some(remote);
     let req = request(ctx, target, method, with_body, send_auth)?;
     if target.https {
-        let (tls, took) = connect::handshake(p, p.tls.http.clone(), tcp, &target.host, ctx.deadline).await?;
+        let (tls, took) = connect::handshake(p.tls.http.clone(), tcp, &target.host, ctx.deadline).await?;
         add(&mut phases.tls, Some(took));
         if ctx.spec.verify_tls {
             let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();

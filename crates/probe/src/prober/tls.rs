@@ -183,7 +183,7 @@ async fn handshake_and_read(
     let (tcp, remote, took) = connect::connect(p, &addrs, spec.port, deadline).await?;
     phases.connect = Some(took);
     let name = spec.server_name();
-    let (tls, took) = connect::handshake(p, p.tls.plain.clone(), tcp, name, deadline).await?;
+    let (tls, took) = connect::handshake(p.tls.plain.clone(), tcp, name, deadline).await?;
     phases.tls = Some(took);
     let (_, conn) = tls.get_ref();
     let chain = conn.peer_certificates().unwrap_or_default();
