@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::lookup::Lookup;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::NetError;
@@ -147,7 +147,7 @@ impl ProberBuilder {
 
     pub fn build(self) -> Result<Prober, Error> {
         let config = self.config.validate()?;
-        let resolver = build_resolver(&config, None, config.dns_cache_size)?;
+        let resolver = build_resolver(&config, None, Cache::Targets)?;
         let tls = tls::Clients::new(&config, self.roots)?;
         Ok(Prober {
             inner: Arc::new(Inner {
@@ -172,7 +172,7 @@ impl Inner {
         if let Some(r) = map.get(&server) {
             return Ok(r.clone());
         }
-        let r = build_resolver(&self.config, server, 0)?;
+        let r = build_resolver(&self.config, server, Cache::Off)?;
         // Servers come from specs; bound the map so churn cannot grow it forever.
         if map.len() >= 1024 {
             map.clear();
@@ -202,13 +202,22 @@ impl Inner {
     }
 }
 
+/// Which of the two kinds of resolver the prober builds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cache {
+    /// Resolves targets' names as the machine would: hosts file, then a
+    /// cache whose lifetimes are capped.
+    Targets,
+    /// A DNS check's: every query goes to the server (no cache, no hosts file).
+    /// hickory still answers `localhost`, `*.localhost`, `*.invalid`,
+    /// `*.onion` and the loopback reverse zones itself (RFC 6761), so
+    /// `DnsSpec::validate` refuses those names.
+    Off,
+}
+
 /// A resolver on `server`, else on the configured nameservers, else on the
 /// system's configuration.
-fn build_resolver(
-    config: &Config,
-    server: Option<std::net::SocketAddr>,
-    cache_size: u64,
-) -> Result<TokioResolver, Error> {
+fn build_resolver(config: &Config, server: Option<std::net::SocketAddr>, cache: Cache) -> Result<TokioResolver, Error> {
     let servers: Vec<std::net::SocketAddr> = match server {
         Some(s) => vec![s],
         None => config.nameservers.clone(),
@@ -232,7 +241,13 @@ fn build_resolver(
         )
     };
     let opts = builder.options_mut();
-    opts.cache_size = cache_size;
+    match cache {
+        Cache::Targets => opts.cache_size = config.dns_cache_size,
+        Cache::Off => {
+            opts.cache_size = 0;
+            opts.use_hosts_file = ResolveHosts::Never;
+        }
+    }
     // A before AAAA: most monitored services answer on IPv4, and the connect
     // loop falls through to IPv6 when IPv4 fails.
     opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
