@@ -63,6 +63,9 @@ pub struct ProbeSettings {
     pub source_addrs: Vec<std::net::IpAddr>,
     /// DNS servers for resolving targets; empty uses /etc/resolv.conf.
     pub nameservers: Vec<std::net::SocketAddr>,
+    /// Longest a resolved (or failed) target name is cached, whatever its TTL:
+    /// 1000 to 3600000; absent uses the prober's default (5 s).
+    pub dns_cache_max_ttl_ms: Option<u64>,
 }
 
 impl ProbeSettings {
@@ -70,6 +73,9 @@ impl ProbeSettings {
         uptime_probe::Config {
             source_addrs: self.source_addrs.clone(),
             nameservers: self.nameservers.clone(),
+            dns_cache_max_ttl: self
+                .dns_cache_max_ttl_ms
+                .map_or(uptime_probe::DEFAULT_DNS_CACHE_MAX_TTL, std::time::Duration::from_millis),
             ..uptime_probe::Config::default()
         }
         .validate()

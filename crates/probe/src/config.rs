@@ -1,5 +1,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::Error;
 
@@ -23,9 +24,14 @@ pub struct Config {
     /// DNS servers for resolving targets; empty uses the system's
     /// (`/etc/resolv.conf`). DNS *checks* name their own server or use these.
     pub nameservers: Vec<SocketAddr>,
-    /// Names kept in the resolver's cache, each for its record's TTL, so 100k
-    /// monitors on a few hundred hosts do not mean 100k lookups per interval.
+    /// Names kept in the resolver's cache of targets' names, so 100k monitors
+    /// on a few hundred hosts do not mean 100k lookups per interval.
     pub dns_cache_size: u64,
+    /// Longest any answer, positive or negative, stays in that cache, whatever
+    /// its TTL (or its SOA minimum) says. A zone may ask for a day; a check
+    /// must see a restored record come back, or a deleted one go, within a few
+    /// seconds, so this is kept well below any check interval. 1 s to 1 h.
+    pub dns_cache_max_ttl: Duration,
     /// Trust Mozilla's root certificates (compiled in, so every node trusts the
     /// same set whatever its OS).
     pub webpki_roots: bool,
@@ -39,6 +45,10 @@ pub struct Config {
     pub source_addrs: Vec<std::net::IpAddr>,
 }
 
+/// The default of [`Config::dns_cache_max_ttl`]: one lookup per host every
+/// 5 s at most, and a change in DNS seen within 5 s.
+pub const DEFAULT_DNS_CACHE_MAX_TTL: Duration = Duration::from_secs(5);
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -47,6 +57,7 @@ impl Default for Config {
             user_agent: concat!("uptime-cluster/", env!("CARGO_PKG_VERSION")).to_string(),
             nameservers: Vec::new(),
             dns_cache_size: 10_000,
+            dns_cache_max_ttl: DEFAULT_DNS_CACHE_MAX_TTL,
             webpki_roots: true,
             extra_ca_files: Vec::new(),
             icmp_payload_bytes: 56,
@@ -60,6 +71,9 @@ impl Config {
         let bad = |field, message: &str| Err(Error::Config { field, message: message.to_string() });
         if !(1..=(64 << 20)).contains(&self.max_body_bytes) {
             return bad("max_body_bytes", "must be 1 byte to 64 MiB");
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.dns_cache_max_ttl) {
+            return bad("dns_cache_max_ttl", "must be 1 s to 1 h");
         }
         if !(1..=(1 << 20)).contains(&self.max_banner_bytes) {
             return bad("max_banner_bytes", "must be 1 byte to 1 MiB");

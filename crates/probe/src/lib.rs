@@ -69,7 +69,7 @@ mod prober;
 mod scheduler;
 mod spec;
 
-pub use config::Config;
+pub use config::{Config, DEFAULT_DNS_CACHE_MAX_TTL};
 pub use error::Error;
 pub use outcome::{
     CertInfo, CheckError, Detail, DnsDetail, ErrorKind, HttpDetail, IcmpDetail, Outcome, Phase, Phases, Status,

@@ -53,7 +53,8 @@ pub struct ProberBuilder {
 
 pub(crate) struct Inner {
     config: Config,
-    /// Resolves targets' names; its cache honours each record's TTL.
+    /// Resolves targets' names; its cache honours each record's TTL up to
+    /// `Config::dns_cache_max_ttl`.
     resolver: TokioResolver,
     tls: tls::Clients,
     /// DNS checks must reach the server every time, so they use uncached
@@ -206,7 +207,7 @@ impl Inner {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Cache {
     /// Resolves targets' names as the machine would: hosts file, then a
-    /// cache whose lifetimes are capped.
+    /// cache whose lifetimes (positive and negative) are capped.
     Targets,
     /// A DNS check's: every query goes to the server (no cache, no hosts file).
     /// hickory still answers `localhost`, `*.localhost`, `*.invalid`,
@@ -242,7 +243,11 @@ fn build_resolver(config: &Config, server: Option<std::net::SocketAddr>, cache: 
     };
     let opts = builder.options_mut();
     match cache {
-        Cache::Targets => opts.cache_size = config.dns_cache_size,
+        Cache::Targets => {
+            opts.cache_size = config.dns_cache_size;
+            opts.positive_max_ttl = Some(config.dns_cache_max_ttl);
+            opts.negative_max_ttl = Some(config.dns_cache_max_ttl);
+        }
         Cache::Off => {
             opts.cache_size = 0;
             opts.use_hosts_file = ResolveHosts::Never;
