@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::lookup::Lookup;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::NetError;
@@ -253,9 +253,6 @@ fn build_resolver(config: &Config, server: Option<std::net::SocketAddr>, cache: 
             opts.use_hosts_file = ResolveHosts::Never;
         }
     }
-    // A before AAAA: most monitored services answer on IPv4, and the connect
-    // loop falls through to IPv6 when IPv4 fails.
-    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     opts.timeout = DNS_RETRANSMIT;
     opts.attempts = 0;
     builder.build().map_err(|e| Error::ResolverConfig { message: e.to_string() })

@@ -78,3 +78,40 @@ fn t30_the_cache_cap_is_validated() {
         }
     }
 }
+
+/// Issue 10 point 7: a resolver that drops AAAA queries failed the DNS phase
+/// although A had answered. Both are asked at once; the first family that
+/// answers is used.
+#[tokio::test]
+async fn t40_a_resolver_that_drops_aaaa_queries_does_not_fail_the_lookup() {
+    let target = tcp_server(None).await;
+    let dns = dns_server(vec![("v4only.uptime.test", 60, loopback())]).await;
+    dns.drop_aaaa.store(true, std::sync::atomic::Ordering::SeqCst);
+    let p = prober_with(vec![dns.addr], |_| {});
+    let o = check(&p, "v4only.uptime.test", target.port()).await;
+    assert_eq!(o.status, Status::Up, "{o}");
+    let dns_phase = o.phases.and_then(|ph| ph.dns).unwrap();
+    assert!(dns_phase < TIMEOUT / 2, "the lookup did not wait for the AAAA answer: {dns_phase:?}");
+}
+
+/// A name with only an AAAA record (or only an A) still resolves: an empty
+/// answer of one family does not end the lookup while the other may answer.
+#[tokio::test]
+async fn t50_one_empty_family_waits_for_the_other() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        println!("skipped: this machine has no IPv6 loopback");
+        return;
+    }
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { while listener.accept().await.is_ok() {} });
+    let dns = dns_server(vec![(
+        "v6only.uptime.test",
+        60,
+        RData::AAAA(hickory_proto::rr::rdata::AAAA(std::net::Ipv6Addr::LOCALHOST)),
+    )])
+    .await;
+    let p = prober_with(vec![dns.addr], |_| {});
+    let o = check(&p, "v6only.uptime.test", port).await;
+    assert_eq!(o.status, Status::Up, "{o}");
+}

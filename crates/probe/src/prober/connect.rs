@@ -13,10 +13,15 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use hickory_resolver::lookup::Lookup;
+use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
 use super::Inner;
 use crate::{CheckError, ErrorKind, Phase};
+
+/// How long the other address family may still answer once one has (RFC 8305
+/// §3 recommends 50 ms).
+const RESOLUTION_DELAY: Duration = Duration::from_millis(50);
 
 /// The addresses in an A or AAAA answer (a CNAME chain's other records aside).
 fn addresses(lookup: &Lookup) -> impl Iterator<Item = IpAddr> + '_ {
@@ -42,27 +47,51 @@ pub(super) async fn resolve(
         return Ok((vec![ip], None));
     }
     let start = Instant::now();
-    let timed_out =
+    let timed_out_error =
         || fail(ErrorKind::Timeout, Phase::Dns, format!("resolving {host} timed out after {:?}", start.elapsed()));
-    let (v4, v6) = tokio::join!(
-        super::lookup(&p.resolver, host, RecordType::A, deadline),
-        super::lookup(&p.resolver, host, RecordType::AAAA, deadline),
-    );
-    let (v4, v6) = match (v4, v6) {
-        (None, _) | (_, None) => return Err(timed_out()),
-        (Some(v4), Some(v6)) => (v4, v6),
+    // Both families are asked at once and the first that answers with
+    // addresses is used (RFC 8305 §3): a resolver that drops AAAA queries, or
+    // a slow one, does not hold the check. The other family gets
+    // `RESOLUTION_DELAY` more, so a dual-stack name keeps both.
+    let mut v4 = std::pin::pin!(super::lookup(&p.resolver, host, RecordType::A, deadline));
+    let mut v6 = std::pin::pin!(super::lookup(&p.resolver, host, RecordType::AAAA, deadline));
+    let (mut a, mut aaaa) = (None, None);
+    let has_addrs = |r: &Option<Option<Result<Lookup, NetError>>>| {
+        matches!(r, Some(Some(Ok(l))) if addresses(l).next().is_some())
     };
+    while a.is_none() || aaaa.is_none() {
+        tokio::select! {
+            r = &mut v4, if a.is_none() => a = Some(r),
+            r = &mut v6, if aaaa.is_none() => aaaa = Some(r),
+        }
+        if has_addrs(&a) || has_addrs(&aaaa) {
+            let grace = deadline.min(Instant::now() + RESOLUTION_DELAY);
+            if a.is_none() {
+                a = timeout_at(grace, &mut v4).await.ok();
+            }
+            if aaaa.is_none() {
+                aaaa = timeout_at(grace, &mut v6).await.ok();
+            }
+            break;
+        }
+    }
     let mut addrs = Vec::new();
-    for lookup in [&v4, &v6] {
-        if let Ok(l) = lookup {
+    for r in [&a, &aaaa] {
+        if let Some(Some(Ok(l))) = r {
             addrs.extend(addresses(l));
         }
     }
     if addrs.is_empty() {
+        let error = |r: Option<Option<Result<Lookup, NetError>>>| match r {
+            Some(Some(Err(e))) => Some(e),
+            _ => None,
+        };
+        let timed_out = matches!(a, Some(None)) || matches!(aaaa, Some(None));
         // The A answer's error is the one people expect to read.
-        return Err(match v4.err().or(v6.err()) {
+        return Err(match error(a).or(error(aaaa)) {
             Some(e) if e.is_nx_domain() => fail(ErrorKind::Dns, Phase::Dns, format!("{host} does not exist (NXDOMAIN)")),
             Some(e) if !e.is_no_records_found() => fail(ErrorKind::Dns, Phase::Dns, format!("resolving {host}: {e}")),
+            _ if timed_out => timed_out_error(),
             _ => fail(ErrorKind::Dns, Phase::Dns, format!("{host} has no A or AAAA records")),
         });
     }
