@@ -17,7 +17,8 @@ use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
 use super::Inner;
-use crate::{CheckError, ErrorKind, Phase};
+use crate::error::local;
+use crate::{CheckError, Error, ErrorKind, LocalCause, Phase};
 
 /// How long the other address family may still answer once one has (RFC 8305
 /// §3 recommends 50 ms).
@@ -36,13 +37,45 @@ pub(super) fn fail(kind: ErrorKind, phase: Phase, message: impl Into<String>) ->
     CheckError { kind, phase: Some(phase), message: message.into() }
 }
 
+/// Why a step did not succeed: the target's doing (a down outcome), or this
+/// node's own trouble (an `Err`: "could not check", no vote).
+#[derive(Debug)]
+pub(super) enum Failure {
+    Target(CheckError),
+    Local(Error),
+}
+
+impl From<CheckError> for Failure {
+    fn from(e: CheckError) -> Self {
+        Failure::Target(e)
+    }
+}
+
+impl Failure {
+    /// The outcome of a check that ended in this failure after `latency`.
+    pub(super) fn outcome(self, latency: Duration) -> Result<crate::Outcome, Error> {
+        match self {
+            Failure::Target(e) => Ok(crate::Outcome::from_error(e, latency)),
+            Failure::Local(e) => Err(e),
+        }
+    }
+}
+
+/// A resolver error that is this node's trouble (no descriptor for the query's
+/// socket), not the name's.
+pub(super) fn local_dns_failure(host: &str, e: &NetError) -> Option<Failure> {
+    let NetError::Io(io) = e else { return None };
+    let cause = LocalCause::of(io, false)?;
+    Some(Failure::Local(local(cause, format_args!("resolving {host}"), io)))
+}
+
 /// Addresses for `host` (an IP literal needs no lookup, and reports no DNS
 /// phase), with the time the lookup took.
 pub(super) async fn resolve(
     p: &Inner,
     host: &str,
     deadline: Instant,
-) -> Result<(Vec<IpAddr>, Option<Duration>), CheckError> {
+) -> Result<(Vec<IpAddr>, Option<Duration>), Failure> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok((vec![ip], None));
     }
@@ -87,13 +120,17 @@ pub(super) async fn resolve(
             _ => None,
         };
         let timed_out = matches!(a, Some(None)) || matches!(aaaa, Some(None));
+        let (a, aaaa) = (error(a), error(aaaa));
+        if let Some(local) = a.iter().chain(aaaa.iter()).find_map(|e| local_dns_failure(host, e)) {
+            return Err(local);
+        }
         // The A answer's error is the one people expect to read.
-        return Err(match error(a).or(error(aaaa)) {
+        return Err(Failure::Target(match a.or(aaaa) {
             Some(e) if e.is_nx_domain() => fail(ErrorKind::Dns, Phase::Dns, format!("{host} does not exist (NXDOMAIN)")),
             Some(e) if !e.is_no_records_found() => fail(ErrorKind::Dns, Phase::Dns, format!("resolving {host}: {e}")),
             _ if timed_out => timed_out_error(),
             _ => fail(ErrorKind::Dns, Phase::Dns, format!("{host} has no A or AAAA records")),
-        });
+        }));
     }
     Ok((addrs, Some(start.elapsed())))
 }
@@ -105,7 +142,7 @@ pub(super) async fn connect(
     addrs: &[IpAddr],
     port: u16,
     deadline: Instant,
-) -> Result<(TcpStream, SocketAddr, Duration), CheckError> {
+) -> Result<(TcpStream, SocketAddr, Duration), Failure> {
     let start = Instant::now();
     let mut last = None;
     for ip in addrs {
@@ -115,7 +152,20 @@ pub(super) async fn connect(
             // No TCP_NODELAY: a check writes its request in one call, which
             // Nagle never holds back, and the syscall is a tenth of a check's.
             Ok(Ok(stream)) => return Ok((stream, addr, start.elapsed())),
-            Ok(Err(e)) => last = Some(connect_error(addr, &e)),
+            Ok(Err(ConnectError::Bind(source, e))) => {
+                let cause = LocalCause::of(&e, true).unwrap_or(LocalCause::LocalAddress);
+                return Err(Failure::Local(local(
+                    cause,
+                    format_args!("binding the configured source address {source} (probe.source_addrs) to connect to {addr}"),
+                    &e,
+                )));
+            }
+            Ok(Err(ConnectError::Connect(e))) => {
+                if let Some(cause) = LocalCause::of(&e, false) {
+                    return Err(Failure::Local(local(cause, format_args!("connecting to {addr}"), &e)));
+                }
+                last = Some(connect_error(addr, &e))
+            }
             Err(_) => {
                 last = Some(fail(
                     ErrorKind::Timeout,
@@ -128,15 +178,22 @@ pub(super) async fn connect(
             break;
         }
     }
-    Err(last.unwrap_or_else(|| fail(ErrorKind::Connect, Phase::Connect, "no address to connect to")))
+    Err(Failure::Target(last.unwrap_or_else(|| fail(ErrorKind::Connect, Phase::Connect, "no address to connect to"))))
+}
+
+enum ConnectError {
+    /// The configured source address could not be bound: nothing was sent.
+    Bind(IpAddr, io::Error),
+    Connect(io::Error),
 }
 
 /// Connects to `addr`, from `source` when one is configured for its family.
-async fn connect_from(source: Option<IpAddr>, addr: SocketAddr) -> io::Result<TcpStream> {
-    let Some(source) = source else { return TcpStream::connect(addr).await };
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    socket.bind(SocketAddr::new(source, 0))?;
-    socket.connect(addr).await
+async fn connect_from(source: Option<IpAddr>, addr: SocketAddr) -> Result<TcpStream, ConnectError> {
+    let Some(source) = source else { return TcpStream::connect(addr).await.map_err(ConnectError::Connect) };
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+        .map_err(ConnectError::Connect)?;
+    socket.bind(SocketAddr::new(source, 0)).map_err(|e| ConnectError::Bind(source, e))?;
+    socket.connect(addr).await.map_err(ConnectError::Connect)
 }
 
 fn connect_error(addr: SocketAddr, e: &io::Error) -> CheckError {

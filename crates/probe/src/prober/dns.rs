@@ -39,6 +39,9 @@ pub(super) async fn run(p: &Inner, spec: &DnsSpec, start: Instant, deadline: Ins
             ));
         }
         Some(Err(e)) => {
+            if let Some(local) = super::connect::local_dns_failure(&name, &e) {
+                return local.outcome(start.elapsed());
+            }
             return Ok(Outcome::down(
                 ErrorKind::Dns,
                 Some(Phase::Dns),

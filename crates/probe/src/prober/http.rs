@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::time::{timeout_at, Instant};
 
-use super::connect::{self, fail};
+use super::connect::{self, fail, Failure};
 use super::Inner;
 use crate::spec::{parse_url, resolve_location, Target};
 use crate::{CheckError, Detail, Error, ErrorKind, HttpDetail, HttpSpec, Outcome, Phase, Phases, SpecError};
@@ -70,17 +70,17 @@ pub(super) async fn run(p: &Inner, spec: &HttpSpec, start: Instant, deadline: In
         detail.status_code = Some(answer.status.as_u16());
         let Some(location) = answer.location else { break Ok(answer) };
         if detail.redirects >= spec.max_redirects {
-            break Err(fail(
+            break Err(Failure::Target(fail(
                 ErrorKind::Redirect,
                 Phase::FirstByte,
                 format!("more than {} redirect(s); the last pointed to {location:?}", spec.max_redirects),
-            ));
+            )));
         }
         let next = resolve_location(&target, &location);
         target = match parse_url(&next) {
             Ok(t) => t,
             Err(e) => {
-                break Err(fail(ErrorKind::Redirect, Phase::FirstByte, format!("redirect to an unusable URL: {e}")))
+                break Err(fail(ErrorKind::Redirect, Phase::FirstByte, format!("redirect to an unusable URL: {e}")).into())
             }
         };
         detail.redirects += 1;
@@ -94,7 +94,7 @@ pub(super) async fn run(p: &Inner, spec: &HttpSpec, start: Instant, deadline: In
     };
     phases.total = start.elapsed();
     let outcome = match result {
-        Err(e) => Outcome::from_error(e, phases.total),
+        Err(e) => e.outcome(phases.total)?,
         Ok(answer) => judge(spec, &answer, phases.total),
     };
     Ok(outcome.with_phases(phases).with_detail(Detail::Http(detail)))
@@ -109,7 +109,7 @@ async fn hop(
     send_auth: bool,
     phases: &mut Phases,
     detail: &mut HttpDetail,
-) -> Result<Answer, CheckError> {
+) -> Result<Answer, Failure> {
     let p = ctx.p;
     let (addrs, dns) = connect::resolve(p, &target.host, ctx.deadline).await?;
     add(&mut phases.dns, dns);
@@ -126,9 +126,9 @@ async fn hop(
                 fail(ErrorKind::Certificate, Phase::Tls, format!("certificate of {}: {e}", target.host))
             })?;
         }
-        exchange(ctx, TokioIo::new(tls), req, phases, detail).await
+        Ok(exchange(ctx, TokioIo::new(tls), req, phases, detail).await?)
     } else {
-        exchange(ctx, TokioIo::new(NoShutdown(tcp)), req, phases, detail).await
+        Ok(exchange(ctx, TokioIo::new(NoShutdown(tcp)), req, phases, detail).await?)
     }
 }
 

@@ -76,7 +76,7 @@ fn unavailable_message(e: &std::io::Error, range: Option<&str>) -> String {
 pub(super) async fn run(p: &Inner, spec: &IcmpSpec, start: Instant, deadline: Instant) -> Result<Outcome, Error> {
     let ip: IpAddr = match connect::resolve(p, &spec.host, deadline).await {
         Ok((addrs, _)) => addrs[0],
-        Err(e) => return Ok(Outcome::from_error(e, start.elapsed())),
+        Err(e) => return e.outcome(start.elapsed()),
     };
     let client = p.icmp.client(ip.is_ipv6()).await?;
     let payload = vec![0u8; p.config.icmp_payload_bytes];

@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::time::Instant;
 
-use super::connect::{self, fail};
+use super::connect::{self, fail, Failure};
 use super::Inner;
 use crate::{CertInfo, Config, Detail, Error, ErrorKind, Outcome, Phase, Phases, TlsSpec};
 
@@ -166,7 +166,7 @@ pub(super) async fn run(p: &Inner, spec: &TlsSpec, start: Instant, deadline: Ins
     let result = handshake_and_read(p, spec, deadline, &mut phases).await;
     phases.total = start.elapsed();
     let outcome = match result {
-        Err(e) => Outcome::from_error(e, phases.total),
+        Err(e) => e.outcome(phases.total)?,
         Ok(info) => judge(spec, info, phases.total),
     };
     Ok(outcome.with_phases(phases))
@@ -177,7 +177,7 @@ async fn handshake_and_read(
     spec: &TlsSpec,
     deadline: Instant,
     phases: &mut Phases,
-) -> Result<CertInfo, crate::CheckError> {
+) -> Result<CertInfo, Failure> {
     let (addrs, dns) = connect::resolve(p, &spec.host, deadline).await?;
     phases.dns = dns;
     let (tcp, remote, took) = connect::connect(p, &addrs, spec.port, deadline).await?;
