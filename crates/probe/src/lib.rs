@@ -74,12 +74,12 @@ mod spec;
 
 pub use config::{Config, DEFAULT_DNS_CACHE_MAX_TTL};
 pub use error::{Error, LocalCause};
-pub use rlimit::raise_open_file_limit;
 pub use outcome::{
     CertInfo, CheckError, Detail, DnsDetail, ErrorKind, HttpDetail, IcmpDetail, Outcome, Phase, Phases, Status,
     TcpDetail,
 };
 pub use prober::{Clock, Prober, ProberBuilder};
+pub use rlimit::raise_open_file_limit;
 pub use scheduler::{
     Execute, Job, MonitorId, Report, Scheduler, SchedulerConfig, SchedulerHandle, Stats, MAX_INTERVAL, MIN_INTERVAL,
 };

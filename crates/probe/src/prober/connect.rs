@@ -89,9 +89,8 @@ pub(super) async fn resolve(
     let mut v4 = std::pin::pin!(super::lookup(&p.resolver, host, RecordType::A, deadline));
     let mut v6 = std::pin::pin!(super::lookup(&p.resolver, host, RecordType::AAAA, deadline));
     let (mut a, mut aaaa) = (None, None);
-    let has_addrs = |r: &Option<Option<Result<Lookup, NetError>>>| {
-        matches!(r, Some(Some(Ok(l))) if addresses(l).next().is_some())
-    };
+    let has_addrs =
+        |r: &Option<Option<Result<Lookup, NetError>>>| matches!(r, Some(Some(Ok(l))) if addresses(l).next().is_some());
     while a.is_none() || aaaa.is_none() {
         tokio::select! {
             r = &mut v4, if a.is_none() => a = Some(r),
@@ -126,7 +125,9 @@ pub(super) async fn resolve(
         }
         // The A answer's error is the one people expect to read.
         return Err(Failure::Target(match a.or(aaaa) {
-            Some(e) if e.is_nx_domain() => fail(ErrorKind::Dns, Phase::Dns, format!("{host} does not exist (NXDOMAIN)")),
+            Some(e) if e.is_nx_domain() => {
+                fail(ErrorKind::Dns, Phase::Dns, format!("{host} does not exist (NXDOMAIN)"))
+            }
             Some(e) if !e.is_no_records_found() => fail(ErrorKind::Dns, Phase::Dns, format!("resolving {host}: {e}")),
             _ if timed_out => timed_out_error(),
             _ => fail(ErrorKind::Dns, Phase::Dns, format!("{host} has no A or AAAA records")),
@@ -156,7 +157,9 @@ pub(super) async fn connect(
                 let cause = LocalCause::of(&e, true).unwrap_or(LocalCause::LocalAddress);
                 return Err(Failure::Local(local(
                     cause,
-                    format_args!("binding the configured source address {source} (probe.source_addrs) to connect to {addr}"),
+                    format_args!(
+                        "binding the configured source address {source} (probe.source_addrs) to connect to {addr}"
+                    ),
                     &e,
                 )));
             }

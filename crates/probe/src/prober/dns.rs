@@ -47,7 +47,7 @@ pub(super) async fn run(p: &Inner, spec: &DnsSpec, start: Instant, deadline: Ins
                 Some(Phase::Dns),
                 format!("query {name} {} to {asked}: {e}", spec.record_type),
                 start.elapsed(),
-            ))
+            ));
         }
         Some(Ok(lookup)) => lookup,
     };

@@ -74,7 +74,8 @@ async fn probe(
     if found {
         Ok(())
     } else {
-        Err(fail(ErrorKind::Banner, Phase::Body, format!("banner {:?} does not contain {expect:?}", shown(&buf))).into())
+        Err(fail(ErrorKind::Banner, Phase::Body, format!("banner {:?} does not contain {expect:?}", shown(&buf)))
+            .into())
     }
 }
 

@@ -50,6 +50,10 @@ pub fn prober() -> Prober {
 /// - `/huge-start`: 64 MiB body starting with `NEEDLE`.
 /// - `/trickle`: headers, then one body byte every 100 ms.
 /// - `/echo`: 200 with the request head and body as the body.
+/// - `/to/{port}/{path…}`: 302 to `http://127.0.0.1:{port}/{path…}`, another origin.
+/// - `/gzip`, `/br`: 200 "hello uptime world", compressed, with `Content-Encoding`.
+/// - `/gzip-bomb`: 64 MiB of zeros gzipped (64 KiB on the wire), no `NEEDLE`.
+/// - `/gzip-long`: 2 MiB gzipped text ending in `</html>`.
 /// - anything else: 404.
 pub async fn http_server(tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
     http_server_on("127.0.0.1:0", tls).await
@@ -142,6 +146,18 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, me: SocketAddr) {
             }
             Ok(())
         }
+        ["to", port, rest @ ..] => {
+            let to = format!("http://127.0.0.1:{port}/{}", rest.join("/"));
+            respond(&mut s, 302, &[("Location", &to)], b"").await
+        }
+        ["gzip"] => respond(&mut s, 200, &[("Content-Encoding", "gzip")], &gzip(b"hello uptime world")).await,
+        ["br"] => respond(&mut s, 200, &[("Content-Encoding", "br")], &brotli_stored(b"hello uptime world")).await,
+        ["gzip-bomb"] => respond(&mut s, 200, &[("Content-Encoding", "gzip")], &gzip(&vec![0u8; HUGE])).await,
+        ["gzip-long"] => {
+            let mut page = vec![b'x'; 2 << 20];
+            page.extend_from_slice(b"</html>");
+            respond(&mut s, 200, &[("Content-Encoding", "gzip")], &gzip(&page)).await
+        }
         ["echo"] => {
             let mut all = head.clone();
             all.extend_from_slice(&body);
@@ -150,6 +166,27 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, me: SocketAddr) {
         _ => respond(&mut s, 404, &[], b"not found").await,
     };
     let _ = s.shutdown().await;
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// A brotli stream (RFC 7932) holding `data` in one uncompressed meta-block:
+/// no encoder needed, and every decoder must read it.
+pub fn brotli_stored(data: &[u8]) -> Vec<u8> {
+    assert!(!data.is_empty() && data.len() <= 1 << 16);
+    let l = (data.len() - 1) as u32;
+    // WBITS=16 (bit 0 = 0), ISLAST=0, MNIBBLES=4 (00), MLEN-1 in 16 bits, ISUNCOMPRESSED=1.
+    let bits: u32 = (l << 4) | (1 << 20);
+    let mut out = vec![bits as u8, (bits >> 8) as u8, (bits >> 16) as u8];
+    out.extend_from_slice(data);
+    // ISLAST=1, ISLASTEMPTY=1.
+    out.push(0b11);
+    out
 }
 
 async fn respond<S: AsyncWrite + Unpin>(
@@ -364,8 +401,7 @@ pub async fn dns_server(records: Vec<(&str, u32, RData)>) -> DnsServer {
                         }
                         let ttl = negative_ttl.load(Ordering::SeqCst);
                         let zone = Name::from_ascii("test.").unwrap();
-                        let soa =
-                            SOA::new(zone.clone(), Name::from_ascii("admin.test.").unwrap(), 1, 60, 60, 60, ttl);
+                        let soa = SOA::new(zone.clone(), Name::from_ascii("admin.test.").unwrap(), 1, 60, 60, 60, ttl);
                         reply.authorities.push(Record::from_rdata(zone, ttl, RData::SOA(soa)));
                     }
                 }
