@@ -14,8 +14,10 @@ use crate::Error;
 /// would be DOWN at 5 s).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// Most response-body bytes read for a body match. A match not found in the
-    /// first `max_body_bytes` fails the check; a huge body never fills memory.
+    /// Most response-body bytes read (decoded) for a body match; a huge body
+    /// never fills memory. A `body_contains` not found in the first
+    /// `max_body_bytes` fails the check; a `body_regex` over a longer body is
+    /// not judged at all (`Error::BodyTooLong`).
     pub max_body_bytes: usize,
     /// Most bytes read while looking for a TCP banner.
     pub max_banner_bytes: usize,

@@ -38,6 +38,19 @@ pub enum Error {
     #[error("this node could not run the check: {message}")]
     LocalResource { cause: LocalCause, message: String },
 
+    /// A `body_regex` check whose body was longer than `max_body_bytes`. A
+    /// regex over a prefix can match what the whole body would not (`$`, a
+    /// greedy class), so no verdict is given. This is "could not check", not
+    /// DOWN: the target answered and may be fine; what is missing is this
+    /// node's read limit, which is the operator's to raise (or the spec's to
+    /// change to `body_contains`). A DOWN would page for an outage that is not
+    /// there. The node shows and counts it like any check it could not run.
+    #[error(
+        "body longer than {limit} bytes (max_body_bytes): body_regex needs the whole body to be judged; \
+         raise max_body_bytes or use body_contains"
+    )]
+    BodyTooLong { limit: usize },
+
     #[error("the scheduler has stopped")]
     SchedulerStopped,
 }

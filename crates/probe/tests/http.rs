@@ -202,9 +202,10 @@ async fn t40_huge_bodies_are_read_only_as_far_as_needed() {
     assert_eq!(body_of(&o), cap as u64);
     assert!(o.error.unwrap().message.contains("longer than the read limit"));
 
-    let s = HttpSpec { body_regex: Some(NEEDLE.into()), ..spec(addr, "/huge-end") };
-    let o = check(&p, s, TIMEOUT).await;
-    assert_eq!((o.error_kind(), body_of(&o)), (Some(ErrorKind::Body), cap as u64), "{o}");
+    // A regex is not judged on a capped body at all (t95).
+    let s = CheckSpec::Http(HttpSpec { body_regex: Some(NEEDLE.into()), ..spec(addr, "/huge-end") });
+    let r = p.check(&s, TIMEOUT).await;
+    assert!(matches!(r, Err(uptime_probe::Error::BodyTooLong { limit }) if limit == cap), "{r:?}");
 }
 
 #[tokio::test]
@@ -369,4 +370,31 @@ async fn t94_expecting_a_3xx_judges_the_redirect_itself() {
     let o = check(&p, s, TIMEOUT).await;
     assert_eq!(o.status, Status::Up, "{o}");
     assert_eq!((http(&o).status_code, http(&o).redirects), (Some(301), 0));
+}
+
+/// Issue 10 point 3: a `body_regex` over a body longer than `max_body_bytes`
+/// matched the prefix only, so an anchored pattern passed falsely (`^\.+$`
+/// over dots that end in a needle). No verdict is given on a truncated body
+/// for a regex: the check is "could not check", naming the limit.
+#[tokio::test]
+async fn t95_a_regex_is_not_judged_on_a_truncated_body() {
+    let addr = http_server(None).await;
+    let p = prober_with(Vec::new(), |c| c.max_body_bytes = 64 << 10);
+    for path in ["/huge-end", "/gzip-long"] {
+        let s = CheckSpec::Http(HttpSpec { body_regex: Some(r"^[.x]+$".into()), ..spec(addr, path) });
+        s.validate().unwrap();
+        match p.check(&s, TIMEOUT).await {
+            Err(e) => {
+                let m = e.to_string();
+                assert!(m.contains("longer than 65536 bytes") && m.contains("body_regex"), "{path}: {m}");
+            }
+            Ok(o) => panic!("{path}: a verdict on a truncated body: {o}"),
+        }
+    }
+    // A body_contains found in the prefix is still a true match.
+    let s = HttpSpec { body_contains: Some(NEEDLE.into()), ..spec(addr, "/huge-start") };
+    assert_eq!(check(&p, s, TIMEOUT).await.status, Status::Up);
+    // A regex on a body within the limit is judged as before.
+    let s = HttpSpec { body_regex: Some("^hello.*world$".into()), ..spec(addr, "/body") };
+    assert_eq!(check(&p, s, TIMEOUT).await.status, Status::Up);
 }

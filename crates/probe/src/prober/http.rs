@@ -103,6 +103,10 @@ pub(super) async fn run(p: &Inner, spec: &HttpSpec, start: Instant, deadline: In
     phases.total = start.elapsed();
     let outcome = match result {
         Err(e) => e.outcome(phases.total)?,
+        // See `Error::BodyTooLong` for why this is no verdict at all.
+        Ok(Answer { body: Some(BodyCheck { capped: true, regex: Some(_), .. }), .. }) => {
+            return Err(Error::BodyTooLong { limit: p.config.max_body_bytes })
+        }
         Ok(answer) => judge(spec, &answer, phases.total),
     };
     Ok(outcome.with_phases(phases).with_detail(Detail::Http(detail)))
@@ -302,9 +306,9 @@ fn is_redirect(status: StatusCode) -> bool {
 /// Reads until every requested match is decided, the body ends, or the cap.
 ///
 /// A `body_contains` is searched as bytes arrive, keeping only the overlap a
-/// match could straddle. A `body_regex` is run once the body is complete (or
-/// capped): on a prefix, `$` or a greedy pattern could match what the whole
-/// body would not.
+/// match could straddle. A `body_regex` is run once the body is complete; a
+/// capped body gets no regex verdict (`Error::BodyTooLong`): on a prefix, `$`
+/// or a greedy pattern could match what the whole body would not.
 /// A compressed body (`Content-Encoding`) is decoded first: the caps and
 /// matches apply to the decoded bytes, so a zip bomb stops at the cap.
 async fn read_body(ctx: &Ctx<'_>, mut body: Incoming, mut decoder: decode::Decoder) -> Result<BodyCheck, CheckError> {

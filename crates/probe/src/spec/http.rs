@@ -40,7 +40,9 @@ pub struct HttpSpec {
     pub expect_status: Vec<StatusRange>,
     /// The body must contain this text. The body is read only until it is found.
     pub body_contains: Option<String>,
-    /// The body must match this regular expression (Rust `regex` syntax).
+    /// The body must match this regular expression (Rust `regex` syntax). It
+    /// is run over the whole (decoded) body only: a body longer than the
+    /// prober's `max_body_bytes` is not judged (`Error::BodyTooLong`).
     pub body_regex: Option<String>,
     /// Follow 301, 302, 303, 307 and 308 answers (up to `max_redirects`);
     /// when false, the redirect itself is the answer that is judged. An
