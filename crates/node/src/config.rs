@@ -71,6 +71,9 @@ pub struct ProbeSettings {
     /// one name through one resolver for DNS checks); more wait their turn, at
     /// most their timeout. Unset: 8. From 1 to the node-wide cap.
     pub max_in_flight_per_endpoint: Option<usize>,
+    /// Longest a resolved (or failed) target name is cached, whatever its TTL:
+    /// 1000 to 3600000; absent uses the prober's default (5 s).
+    pub dns_cache_max_ttl_ms: Option<u64>,
 }
 
 impl ProbeSettings {
@@ -78,6 +81,9 @@ impl ProbeSettings {
         uptime_probe::Config {
             source_addrs: self.source_addrs.clone(),
             nameservers: self.nameservers.clone(),
+            dns_cache_max_ttl: self
+                .dns_cache_max_ttl_ms
+                .map_or(uptime_probe::DEFAULT_DNS_CACHE_MAX_TTL, std::time::Duration::from_millis),
             ..uptime_probe::Config::default()
         }
         .validate()

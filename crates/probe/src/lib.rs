@@ -14,7 +14,9 @@
 //!   [`Prober::check`].
 //! - `scheduler`: runs a changing set of monitors at their intervals with
 //!   jitter and concurrency caps, sending a [`Report`] per run on a channel.
-//! - `error`: [`Error`], for when the prober itself cannot run.
+//! - `error`: [`Error`], for when the prober itself cannot run (among them
+//!   [`Error::LocalResource`]: the node's own trouble, not the target's).
+//! - `rlimit`: [`raise_open_file_limit`], for the node to call at start.
 //!
 //! ```
 //! use uptime_probe::CheckSpec;
@@ -66,16 +68,18 @@ mod config;
 mod error;
 mod outcome;
 mod prober;
+mod rlimit;
 mod scheduler;
 mod spec;
 
-pub use config::Config;
-pub use error::Error;
+pub use config::{Config, DEFAULT_DNS_CACHE_MAX_TTL};
+pub use error::{Error, LocalCause};
 pub use outcome::{
     CertInfo, CheckError, Detail, DnsDetail, ErrorKind, HttpDetail, IcmpDetail, Outcome, Phase, Phases, Status,
     TcpDetail,
 };
 pub use prober::{Clock, Prober, ProberBuilder};
+pub use rlimit::raise_open_file_limit;
 pub use scheduler::{
     Execute, Job, MonitorId, Report, Scheduler, SchedulerConfig, SchedulerHandle, Stats, MAX_INTERVAL, MIN_INTERVAL,
 };

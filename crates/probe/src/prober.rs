@@ -3,17 +3,25 @@
 //! check at a time per call, many calls at once.
 //!
 //! Timeouts: every check has a total deadline (the monitor's timeout, or a
-//! spec's tighter one). Each phase (DNS, connect, TLS) also has its own cap from
-//! [`Config`], clipped to what is left of the total, so a failure names the phase
-//! that ran out. The whole check also runs under the total deadline, so no
-//! check outlives its timeout whatever a phase does.
+//! spec's tighter one). Each phase (DNS, connect, TLS, first byte, body) may
+//! use whatever is left of it, and runs under that deadline itself, so a
+//! failure names the phase that ran out. No fixed per-phase cap: it would
+//! override the monitor's timeout. The whole check also runs under the total
+//! deadline, so no check outlives its timeout whatever a phase does.
+//!
+//! DNS queries are resent every [`DNS_RETRANSMIT`] (a lost UDP datagram is not
+//! an outage), for as long as the check's deadline allows: the resolver's
+//! per-query timeout never ends a lookup sooner.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
+use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::lookup::Lookup;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::NetError;
+use hickory_resolver::proto::rr::RecordType;
 use hickory_resolver::TokioResolver;
 use rustls::pki_types::CertificateDer;
 use tokio::time::Instant;
@@ -45,7 +53,8 @@ pub struct ProberBuilder {
 
 pub(crate) struct Inner {
     config: Config,
-    /// Resolves targets' names; its cache honours each record's TTL.
+    /// Resolves targets' names; its cache honours each record's TTL up to
+    /// `Config::dns_cache_max_ttl`.
     resolver: TokioResolver,
     tls: tls::Clients,
     /// DNS checks must reach the server every time, so they use uncached
@@ -56,6 +65,11 @@ pub(crate) struct Inner {
     regexes: Mutex<HashMap<String, Arc<regex::bytes::Regex>>>,
     clock: Clock,
 }
+
+/// How long one DNS query waits for its answer before it is sent again, within
+/// the check's deadline; the resolver's own retries (`attempts`) are off, so
+/// [`lookup`] alone decides when a lookup gives up.
+pub(crate) const DNS_RETRANSMIT: Duration = Duration::from_secs(2);
 
 /// Most compiled regexes kept; past it the cache starts over (a fleet with
 /// more distinct patterns than this is unlikely, and recompiling is correct).
@@ -134,7 +148,7 @@ impl ProberBuilder {
 
     pub fn build(self) -> Result<Prober, Error> {
         let config = self.config.validate()?;
-        let resolver = build_resolver(&config, None, config.dns_cache_size)?;
+        let resolver = build_resolver(&config, None, Cache::Targets)?;
         let tls = tls::Clients::new(&config, self.roots)?;
         Ok(Prober {
             inner: Arc::new(Inner {
@@ -159,7 +173,7 @@ impl Inner {
         if let Some(r) = map.get(&server) {
             return Ok(r.clone());
         }
-        let r = build_resolver(&self.config, server, 0)?;
+        let r = build_resolver(&self.config, server, Cache::Off)?;
         // Servers come from specs; bound the map so churn cannot grow it forever.
         if map.len() >= 1024 {
             map.clear();
@@ -189,13 +203,22 @@ impl Inner {
     }
 }
 
+/// Which of the two kinds of resolver the prober builds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cache {
+    /// Resolves targets' names as the machine would: hosts file, then a
+    /// cache whose lifetimes (positive and negative) are capped.
+    Targets,
+    /// A DNS check's: every query goes to the server (no cache, no hosts file).
+    /// hickory still answers `localhost`, `*.localhost`, `*.invalid`,
+    /// `*.onion` and the loopback reverse zones itself (RFC 6761), so
+    /// `DnsSpec::validate` refuses those names.
+    Off,
+}
+
 /// A resolver on `server`, else on the configured nameservers, else on the
 /// system's configuration.
-fn build_resolver(
-    config: &Config,
-    server: Option<std::net::SocketAddr>,
-    cache_size: u64,
-) -> Result<TokioResolver, Error> {
+fn build_resolver(config: &Config, server: Option<std::net::SocketAddr>, cache: Cache) -> Result<TokioResolver, Error> {
     let servers: Vec<std::net::SocketAddr> = match server {
         Some(s) => vec![s],
         None => config.nameservers.clone(),
@@ -219,10 +242,37 @@ fn build_resolver(
         )
     };
     let opts = builder.options_mut();
-    opts.cache_size = cache_size;
-    // A before AAAA: most monitored services answer on IPv4, and the connect
-    // loop falls through to IPv6 when IPv4 fails.
-    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-    opts.timeout = config.dns_timeout;
+    match cache {
+        Cache::Targets => {
+            opts.cache_size = config.dns_cache_size;
+            opts.positive_max_ttl = Some(config.dns_cache_max_ttl);
+            opts.negative_max_ttl = Some(config.dns_cache_max_ttl);
+        }
+        Cache::Off => {
+            opts.cache_size = 0;
+            opts.use_hosts_file = ResolveHosts::Never;
+        }
+    }
+    opts.timeout = DNS_RETRANSMIT;
+    opts.attempts = 0;
     builder.build().map_err(|e| Error::ResolverConfig { message: e.to_string() })
+}
+
+/// Looks `name` up, sending the query again each time one times out, until an
+/// answer, a definite error, or `deadline`. `None`: the deadline passed with no
+/// answer.
+pub(crate) async fn lookup(
+    resolver: &TokioResolver,
+    name: &str,
+    record_type: RecordType,
+    deadline: Instant,
+) -> Option<Result<Lookup, NetError>> {
+    loop {
+        match tokio::time::timeout_at(deadline, resolver.lookup(name, record_type)).await {
+            Err(_) => return None,
+            Ok(Err(NetError::Timeout)) if Instant::now() < deadline => continue,
+            Ok(Err(NetError::Timeout)) => return None,
+            Ok(result) => return Some(result),
+        }
+    }
 }

@@ -91,3 +91,65 @@ async fn t50_a_silent_server_times_out_within_the_timeout() {
     assert!(matches!(o.error_kind(), Some(ErrorKind::Timeout | ErrorKind::Dns)), "{o}");
     assert!(started.elapsed() < timeout + Duration::from_secs(1));
 }
+
+/// Names pinned in the hosts file of the node: a DNS check must still ask the
+/// server, so a dead server is never UP. (Issue 10 point 1: hickory's hosts
+/// lookup answered them in 0.04 ms with the server dead.)
+fn names_in_etc_hosts() -> Vec<String> {
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    hosts
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .flat_map(|l| l.split_whitespace().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .filter(|n| CheckSpec::Dns(DnsSpec { name: n.clone(), ..DnsSpec::default() }).validate().is_ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn t60_a_name_in_the_hosts_file_is_asked_of_the_server() {
+    let names = names_in_etc_hosts();
+    if names.is_empty() {
+        println!("skipped: /etc/hosts pins no name a DNS check accepts");
+        return;
+    }
+    let dead = silent_udp().await;
+    for name in names {
+        for t in [DnsRecordType::A, DnsRecordType::Aaaa] {
+            let o = check(spec(dead, &name, t, &[]), Duration::from_millis(300)).await;
+            assert_ne!(o.status, Status::Up, "{name} {t} from a dead server: {o}");
+        }
+    }
+}
+
+/// Names hickory answers itself whatever the configuration (RFC 6761:
+/// `localhost`, `*.localhost`, `*.invalid`; RFC 7686 `*.onion`; the loopback
+/// reverse zones): a check of them would never reach the server, so they
+/// are refused at validation, naming the field.
+#[test]
+fn t65_names_that_cannot_be_asked_of_a_server_are_refused() {
+    for name in [
+        "localhost",
+        "LOCALHOST.",
+        "db.localhost",
+        "x.invalid",
+        "invalid",
+        "abc.onion",
+        "1.0.0.127.in-addr.arpa",
+        "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
+    ] {
+        let s = CheckSpec::Dns(DnsSpec { name: name.into(), ..DnsSpec::default() });
+        let err = s.validate().expect_err(name);
+        assert_eq!(err.field, "name", "{name}: {err}");
+        assert!(err.message.contains("never sent"), "{name}: {err}");
+    }
+    for name in ["localhost.example.test", "invalid.example.test", "x.local", "2.0.0.10.in-addr.arpa"] {
+        CheckSpec::Dns(DnsSpec { name: name.into(), ..DnsSpec::default() }).validate().expect(name);
+    }
+}
+
+#[tokio::test]
+async fn t66_a_dead_server_is_not_up_for_any_accepted_name() {
+    let dead = silent_udp().await;
+    let o = check(spec(dead, "x.local", DnsRecordType::A, &[]), Duration::from_millis(300)).await;
+    assert_ne!(o.status, Status::Up, "{o}");
+}

@@ -202,9 +202,10 @@ async fn t40_huge_bodies_are_read_only_as_far_as_needed() {
     assert_eq!(body_of(&o), cap as u64);
     assert!(o.error.unwrap().message.contains("longer than the read limit"));
 
-    let s = HttpSpec { body_regex: Some(NEEDLE.into()), ..spec(addr, "/huge-end") };
-    let o = check(&p, s, TIMEOUT).await;
-    assert_eq!((o.error_kind(), body_of(&o)), (Some(ErrorKind::Body), cap as u64), "{o}");
+    // A regex is not judged on a capped body at all (t95).
+    let s = CheckSpec::Http(HttpSpec { body_regex: Some(NEEDLE.into()), ..spec(addr, "/huge-end") });
+    let r = p.check(&s, TIMEOUT).await;
+    assert!(matches!(r, Err(uptime_probe::Error::BodyTooLong { limit }) if limit == cap), "{r:?}");
 }
 
 #[tokio::test]
@@ -286,4 +287,114 @@ async fn t80_ipv6_targets_work() {
     let o = check(&prober(), spec(addr, "/status/200"), TIMEOUT).await;
     assert_eq!(o.status, Status::Up, "{o}");
     assert!(http(&o).remote.unwrap().is_ipv6());
+}
+
+/// Issue 10 point 10: spec-supplied headers (Host, Cookie, API keys) and auth
+/// went to whatever origin a redirect pointed at. They go to the configured
+/// origin only; another origin gets the prober's own headers.
+#[tokio::test]
+async fn t90_headers_and_auth_are_not_sent_to_another_origin() {
+    let first = http_server(None).await;
+    let other = http_server(None).await;
+    let p = prober();
+    let secret = HttpSpec {
+        headers: vec![
+            Header { name: "Cookie".into(), value: "session=s3cret".into() },
+            Header { name: "X-Api-Key".into(), value: "k3y".into() },
+            Header { name: "Host".into(), value: "internal.uptime.test".into() },
+        ],
+        auth: HttpAuth::Bearer { token: "tok-123".into() },
+        ..spec(first, &format!("/to/{}/echo", other.port()))
+    };
+    for leaked in ["s3cret", "k3y", "tok-123", "internal.uptime.test"] {
+        let s = HttpSpec { body_contains: Some(leaked.into()), ..secret.clone() };
+        let o = check(&p, s, TIMEOUT).await;
+        assert_eq!(http(&o).redirects, 1, "{o}");
+        assert_eq!(o.status, Status::Down, "{leaked:?} reached the other origin: {o}");
+    }
+    // The other origin still gets a request it can answer.
+    let s = HttpSpec { body_contains: Some(format!("host: 127.0.0.1:{}", other.port())), ..secret.clone() };
+    assert_eq!(check(&p, s, TIMEOUT).await.status, Status::Up);
+    // The same origin still gets them all.
+    let same = HttpSpec { body_contains: Some("x-api-key: k3y".into()), ..spec(first, "/echo") };
+    let same = HttpSpec { headers: secret.headers.clone(), ..same };
+    assert_eq!(check(&p, same, TIMEOUT).await.status, Status::Up);
+}
+
+/// Compressed bodies were matched compressed.
+#[tokio::test]
+async fn t91_compressed_bodies_are_decoded_before_matching() {
+    let addr = http_server(None).await;
+    let p = prober();
+    for path in ["/gzip", "/br"] {
+        let s = HttpSpec { body_contains: Some("uptime".into()), ..spec(addr, path) };
+        let o = check(&p, s, TIMEOUT).await;
+        assert_eq!(o.status, Status::Up, "{path}: {o}");
+        let s = HttpSpec { body_regex: Some("^hello uptime world$".into()), ..spec(addr, path) };
+        let o = check(&p, s, TIMEOUT).await;
+        assert_eq!(o.status, Status::Up, "{path}: {o}");
+    }
+}
+
+/// A zip bomb is read only up to `max_body_bytes` of decoded output.
+#[tokio::test]
+async fn t92_a_zip_bomb_is_decoded_only_up_to_the_read_limit() {
+    let addr = http_server(None).await;
+    let p = prober_with(Vec::new(), |c| c.max_body_bytes = 64 << 10);
+    let s = HttpSpec { body_contains: Some(NEEDLE.into()), ..spec(addr, "/gzip-bomb") };
+    let o = check(&p, s, TIMEOUT).await;
+    assert_eq!(o.error_kind(), Some(ErrorKind::Body), "{o}");
+    assert_eq!(body_of(&o), 64 << 10, "decoded bytes read: {o}");
+}
+
+/// HEAD with a body match could never pass; a 3xx expectation could never
+/// pass while redirects were followed.
+#[test]
+fn t93_head_with_a_body_match_is_refused() {
+    for s in [
+        HttpSpec { method: "HEAD".into(), body_contains: Some("x".into()), ..HttpSpec::default() },
+        HttpSpec { method: "HEAD".into(), body_regex: Some("x".into()), ..HttpSpec::default() },
+    ] {
+        let s = HttpSpec { url: "http://x.test/".into(), ..s };
+        let err = CheckSpec::Http(s).validate().unwrap_err();
+        assert_eq!(err.field, "method", "{err}");
+        assert!(err.message.contains("HEAD"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn t94_expecting_a_3xx_judges_the_redirect_itself() {
+    let addr = http_server(None).await;
+    let p = prober();
+    let s = HttpSpec { expect_status: vec![StatusRange::exact(301)], ..spec(addr, "/absolute-redirect") };
+    let o = check(&p, s, TIMEOUT).await;
+    assert_eq!(o.status, Status::Up, "{o}");
+    assert_eq!((http(&o).status_code, http(&o).redirects), (Some(301), 0));
+}
+
+/// Issue 10 point 3: a `body_regex` over a body longer than `max_body_bytes`
+/// matched the prefix only, so an anchored pattern passed falsely (`^\.+$`
+/// over dots that end in a needle). No verdict is given on a truncated body
+/// for a regex: the check is "could not check", naming the limit.
+#[tokio::test]
+async fn t95_a_regex_is_not_judged_on_a_truncated_body() {
+    let addr = http_server(None).await;
+    let p = prober_with(Vec::new(), |c| c.max_body_bytes = 64 << 10);
+    for path in ["/huge-end", "/gzip-long"] {
+        let s = CheckSpec::Http(HttpSpec { body_regex: Some(r"^[.x]+$".into()), ..spec(addr, path) });
+        s.validate().unwrap();
+        match p.check(&s, TIMEOUT).await {
+            Err(e) => {
+                let m = e.to_string();
+                assert!(m.contains("longer than 65536 bytes") && m.contains("body_regex"), "{path}: {m}");
+            }
+            Ok(o) => panic!("{path}: a verdict on a truncated body: {o}"),
+        }
+    }
+    // A body_contains found in the prefix is still a true match.
+    let s = HttpSpec { body_contains: Some(NEEDLE.into()), ..spec(addr, "/huge-start") };
+    assert_eq!(check(&p, s, TIMEOUT).await.status, Status::Up);
+    // A regex on a body within the limit is judged as before.
+    let s = HttpSpec { body_regex: Some("^hello.*world$".into()), ..spec(addr, "/body") };
+    assert_eq!(check(&p, s, TIMEOUT).await.status, Status::Up);
 }

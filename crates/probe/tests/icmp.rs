@@ -48,3 +48,29 @@ async fn t30_ipv6_loopback() {
     let Some(o) = ping("::1", 2).await else { return };
     assert_eq!(o.status, Status::Up, "{o}");
 }
+
+/// Issue 10 point 8: pings the timeout left no room for were counted as lost
+/// (5 pings 1 s apart in 3 s: 3 sent, 3 answered, reported 40% loss, DOWN),
+/// and the whole probe's duration was reported as latency. Loss is over the
+/// pings sent; latency is the echo round trip.
+#[tokio::test]
+async fn t40_pings_that_do_not_fit_the_timeout_are_not_lost() {
+    let spec = CheckSpec::Icmp(IcmpSpec {
+        host: "127.0.0.1".into(),
+        count: 5,
+        interval_ms: 200,
+        max_loss_percent: 34,
+        ..IcmpSpec::default()
+    });
+    spec.validate().unwrap();
+    let o = match prober().check(&spec, Duration::from_millis(500)).await {
+        Ok(o) => o,
+        Err(Error::IcmpUnavailable { message }) => return println!("skipped: {message}"),
+        Err(e) => panic!("{e}"),
+    };
+    let Detail::Icmp(d) = o.detail else { panic!("{o:?}") };
+    assert_eq!(o.status, Status::Up, "{o} {d:?}");
+    assert!(d.sent < 5 && d.sent >= 2, "only the pings that fit are sent: {d:?}");
+    assert_eq!(d.received, d.sent, "{d:?}");
+    assert_eq!(Some(o.latency), d.rtt_avg, "latency is the mean echo round trip: {o} {d:?}");
+}

@@ -135,3 +135,47 @@ async fn t70_a_server_that_is_not_tls_fails_the_handshake() {
     let o = check(&prober(&pki, None), CheckSpec::Tls(tls(addr, "svc.uptime.test"))).await;
     assert_eq!(o.error_kind(), Some(ErrorKind::Tls), "{o}");
 }
+
+/// Unix time of the test leaves' `not_before`: 2000-01-01T00:00:00Z.
+const VALID_FROM: u64 = 946_684_800;
+
+/// Issue 10 point 4: a certificate not yet valid was UP when the chain was not
+/// judged, and the days shown near expiry were off by one. A table over an
+/// injected clock, against a real TLS server.
+#[tokio::test]
+async fn t80_validity_edges_judged_at_the_second() {
+    let pki = Pki::new();
+    let addr = http_server(Some(pki.server(&["svc.uptime.test"], false))).await;
+    let strict = TlsSpec { warn_days: 14, critical_days: 7, ..tls(addr, "svc.uptime.test") };
+    let lax = TlsSpec { verify_chain: false, ..strict.clone() };
+    let before_expiry = |secs: u64| VALID_UNTIL - secs;
+    let after_expiry = |secs: u64| VALID_UNTIL + secs;
+    for (spec, now, want, days_left, says) in [
+        (&lax, VALID_FROM - 30 * DAY, Status::Down, None, "not valid before"),
+        (&strict, VALID_FROM - 30 * DAY, Status::Down, None, "not valid before"),
+        (&lax, VALID_FROM - 1, Status::Down, None, "not valid before"),
+        (&lax, VALID_FROM, Status::Up, None, ""),
+        (&lax, before_expiry(14 * DAY), Status::Up, Some(14), ""),
+        (&lax, before_expiry(14 * DAY - 1), Status::Degraded, Some(13), "expires in 13 day(s)"),
+        (&lax, before_expiry(7 * DAY), Status::Degraded, Some(7), "expires in 7 day(s)"),
+        (&lax, before_expiry(7 * DAY - 1), Status::Down, Some(6), "expires in 6 day(s)"),
+        (&lax, before_expiry(1), Status::Down, Some(0), "expires in 0 day(s)"),
+        // `notAfter` itself is still valid (RFC 5280 §4.1.2.5: "through").
+        (&lax, VALID_UNTIL, Status::Down, Some(0), "expires in 0 day(s)"),
+        (&lax, after_expiry(1), Status::Down, Some(-1), "expired less than a day ago"),
+        (&lax, after_expiry(DAY - 1), Status::Down, Some(-1), "expired less than a day ago"),
+        (&lax, after_expiry(DAY), Status::Down, Some(-1), "expired 1 day(s) ago"),
+        (&lax, after_expiry(3 * DAY + 5), Status::Down, Some(-4), "expired 3 day(s) ago"),
+    ] {
+        let o = check(&prober(&pki, Some(now)), CheckSpec::Tls(spec.clone())).await;
+        assert_eq!(o.status, want, "at {now} (verify_chain={}): {o}", spec.verify_chain);
+        if let Some(d) = days_left {
+            assert_eq!(cert(&o).days_left, d, "at {now}: {o}");
+        }
+        let message = o.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+        assert!(message.contains(says), "at {now}: {message:?} should say {says:?}");
+        if want != Status::Up {
+            assert_eq!(o.error_kind(), Some(ErrorKind::Certificate), "{o}");
+        }
+    }
+}

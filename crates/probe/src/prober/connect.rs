@@ -1,5 +1,5 @@
-//! Resolve, connect and handshake, each phase timed and capped: the steps the
-//! HTTP, TCP and TLS checks share.
+//! Resolve, connect and handshake, each phase timed and bounded by the check's
+//! deadline: the steps the HTTP, TCP and TLS checks share.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -12,17 +12,61 @@ use tokio::time::{timeout_at, Instant};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use hickory_resolver::lookup::Lookup;
+use hickory_resolver::net::NetError;
+use hickory_resolver::proto::rr::{RData, RecordType};
+
 use super::Inner;
-use crate::{CheckError, ErrorKind, Phase};
+use crate::error::local;
+use crate::{CheckError, Error, ErrorKind, LocalCause, Phase};
+
+/// How long the other address family may still answer once one has (RFC 8305
+/// §3 recommends 50 ms).
+const RESOLUTION_DELAY: Duration = Duration::from_millis(50);
+
+/// The addresses in an A or AAAA answer (a CNAME chain's other records aside).
+fn addresses(lookup: &Lookup) -> impl Iterator<Item = IpAddr> + '_ {
+    lookup.answers().iter().filter_map(|r| match &r.data {
+        RData::A(a) => Some(IpAddr::V4(a.0)),
+        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+        _ => None,
+    })
+}
 
 pub(super) fn fail(kind: ErrorKind, phase: Phase, message: impl Into<String>) -> CheckError {
     CheckError { kind, phase: Some(phase), message: message.into() }
 }
 
-/// When a phase with its own `limit` must end: its limit or the check's
-/// deadline, whichever comes first.
-pub(super) fn phase_deadline(deadline: Instant, limit: Duration) -> Instant {
-    deadline.min(Instant::now() + limit)
+/// Why a step did not succeed: the target's doing (a down outcome), or this
+/// node's own trouble (an `Err`: "could not check", no vote).
+#[derive(Debug)]
+pub(super) enum Failure {
+    Target(CheckError),
+    Local(Error),
+}
+
+impl From<CheckError> for Failure {
+    fn from(e: CheckError) -> Self {
+        Failure::Target(e)
+    }
+}
+
+impl Failure {
+    /// The outcome of a check that ended in this failure after `latency`.
+    pub(super) fn outcome(self, latency: Duration) -> Result<crate::Outcome, Error> {
+        match self {
+            Failure::Target(e) => Ok(crate::Outcome::from_error(e, latency)),
+            Failure::Local(e) => Err(e),
+        }
+    }
+}
+
+/// A resolver error that is this node's trouble (no descriptor for the query's
+/// socket), not the name's.
+pub(super) fn local_dns_failure(host: &str, e: &NetError) -> Option<Failure> {
+    let NetError::Io(io) = e else { return None };
+    let cause = LocalCause::of(io, false)?;
+    Some(Failure::Local(local(cause, format_args!("resolving {host}"), io)))
 }
 
 /// Addresses for `host` (an IP literal needs no lookup, and reports no DNS
@@ -31,20 +75,63 @@ pub(super) async fn resolve(
     p: &Inner,
     host: &str,
     deadline: Instant,
-) -> Result<(Vec<IpAddr>, Option<Duration>), CheckError> {
+) -> Result<(Vec<IpAddr>, Option<Duration>), Failure> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok((vec![ip], None));
     }
     let start = Instant::now();
-    let lookup = timeout_at(phase_deadline(deadline, p.config.dns_timeout), p.resolver.lookup_ip(host))
-        .await
-        .map_err(|_| {
-            fail(ErrorKind::Timeout, Phase::Dns, format!("resolving {host} timed out after {:?}", start.elapsed()))
-        })?
-        .map_err(|e| fail(ErrorKind::Dns, Phase::Dns, format!("resolving {host}: {e}")))?;
-    let addrs: Vec<IpAddr> = lookup.iter().collect();
+    let timed_out_error =
+        || fail(ErrorKind::Timeout, Phase::Dns, format!("resolving {host} timed out after {:?}", start.elapsed()));
+    // Both families are asked at once and the first that answers with
+    // addresses is used (RFC 8305 §3): a resolver that drops AAAA queries, or
+    // a slow one, does not hold the check. The other family gets
+    // `RESOLUTION_DELAY` more, so a dual-stack name keeps both.
+    let mut v4 = std::pin::pin!(super::lookup(&p.resolver, host, RecordType::A, deadline));
+    let mut v6 = std::pin::pin!(super::lookup(&p.resolver, host, RecordType::AAAA, deadline));
+    let (mut a, mut aaaa) = (None, None);
+    let has_addrs =
+        |r: &Option<Option<Result<Lookup, NetError>>>| matches!(r, Some(Some(Ok(l))) if addresses(l).next().is_some());
+    while a.is_none() || aaaa.is_none() {
+        tokio::select! {
+            r = &mut v4, if a.is_none() => a = Some(r),
+            r = &mut v6, if aaaa.is_none() => aaaa = Some(r),
+        }
+        if has_addrs(&a) || has_addrs(&aaaa) {
+            let grace = deadline.min(Instant::now() + RESOLUTION_DELAY);
+            if a.is_none() {
+                a = timeout_at(grace, &mut v4).await.ok();
+            }
+            if aaaa.is_none() {
+                aaaa = timeout_at(grace, &mut v6).await.ok();
+            }
+            break;
+        }
+    }
+    let mut addrs = Vec::new();
+    for r in [&a, &aaaa] {
+        if let Some(Some(Ok(l))) = r {
+            addrs.extend(addresses(l));
+        }
+    }
     if addrs.is_empty() {
-        return Err(fail(ErrorKind::Dns, Phase::Dns, format!("{host} has no A or AAAA records")));
+        let error = |r: Option<Option<Result<Lookup, NetError>>>| match r {
+            Some(Some(Err(e))) => Some(e),
+            _ => None,
+        };
+        let timed_out = matches!(a, Some(None)) || matches!(aaaa, Some(None));
+        let (a, aaaa) = (error(a), error(aaaa));
+        if let Some(local) = a.iter().chain(aaaa.iter()).find_map(|e| local_dns_failure(host, e)) {
+            return Err(local);
+        }
+        // The A answer's error is the one people expect to read.
+        return Err(Failure::Target(match a.or(aaaa) {
+            Some(e) if e.is_nx_domain() => {
+                fail(ErrorKind::Dns, Phase::Dns, format!("{host} does not exist (NXDOMAIN)"))
+            }
+            Some(e) if !e.is_no_records_found() => fail(ErrorKind::Dns, Phase::Dns, format!("resolving {host}: {e}")),
+            _ if timed_out => timed_out_error(),
+            _ => fail(ErrorKind::Dns, Phase::Dns, format!("{host} has no A or AAAA records")),
+        }));
     }
     Ok((addrs, Some(start.elapsed())))
 }
@@ -56,17 +143,32 @@ pub(super) async fn connect(
     addrs: &[IpAddr],
     port: u16,
     deadline: Instant,
-) -> Result<(TcpStream, SocketAddr, Duration), CheckError> {
+) -> Result<(TcpStream, SocketAddr, Duration), Failure> {
     let start = Instant::now();
     let mut last = None;
     for ip in addrs {
         let addr = SocketAddr::new(*ip, port);
         let source = p.config.source_addrs.iter().find(|s| s.is_ipv4() == ip.is_ipv4()).copied();
-        match timeout_at(phase_deadline(deadline, p.config.connect_timeout), connect_from(source, addr)).await {
+        match timeout_at(deadline, connect_from(source, addr)).await {
             // No TCP_NODELAY: a check writes its request in one call, which
             // Nagle never holds back, and the syscall is a tenth of a check's.
             Ok(Ok(stream)) => return Ok((stream, addr, start.elapsed())),
-            Ok(Err(e)) => last = Some(connect_error(addr, &e)),
+            Ok(Err(ConnectError::Bind(source, e))) => {
+                let cause = LocalCause::of(&e, true).unwrap_or(LocalCause::LocalAddress);
+                return Err(Failure::Local(local(
+                    cause,
+                    format_args!(
+                        "binding the configured source address {source} (probe.source_addrs) to connect to {addr}"
+                    ),
+                    &e,
+                )));
+            }
+            Ok(Err(ConnectError::Connect(e))) => {
+                if let Some(cause) = LocalCause::of(&e, false) {
+                    return Err(Failure::Local(local(cause, format_args!("connecting to {addr}"), &e)));
+                }
+                last = Some(connect_error(addr, &e))
+            }
             Err(_) => {
                 last = Some(fail(
                     ErrorKind::Timeout,
@@ -79,15 +181,22 @@ pub(super) async fn connect(
             break;
         }
     }
-    Err(last.unwrap_or_else(|| fail(ErrorKind::Connect, Phase::Connect, "no address to connect to")))
+    Err(Failure::Target(last.unwrap_or_else(|| fail(ErrorKind::Connect, Phase::Connect, "no address to connect to"))))
+}
+
+enum ConnectError {
+    /// The configured source address could not be bound: nothing was sent.
+    Bind(IpAddr, io::Error),
+    Connect(io::Error),
 }
 
 /// Connects to `addr`, from `source` when one is configured for its family.
-async fn connect_from(source: Option<IpAddr>, addr: SocketAddr) -> io::Result<TcpStream> {
-    let Some(source) = source else { return TcpStream::connect(addr).await };
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    socket.bind(SocketAddr::new(source, 0))?;
-    socket.connect(addr).await
+async fn connect_from(source: Option<IpAddr>, addr: SocketAddr) -> Result<TcpStream, ConnectError> {
+    let Some(source) = source else { return TcpStream::connect(addr).await.map_err(ConnectError::Connect) };
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+        .map_err(ConnectError::Connect)?;
+    socket.bind(SocketAddr::new(source, 0)).map_err(|e| ConnectError::Bind(source, e))?;
+    socket.connect(addr).await.map_err(ConnectError::Connect)
 }
 
 fn connect_error(addr: SocketAddr, e: &io::Error) -> CheckError {
@@ -99,7 +208,6 @@ fn connect_error(addr: SocketAddr, e: &io::Error) -> CheckError {
 /// accepts any certificate (see `tls::AcceptAnyCert`); callers verify the chain
 /// afterwards so they can still read an invalid one.
 pub(super) async fn handshake(
-    p: &Inner,
     config: Arc<rustls::ClientConfig>,
     tcp: TcpStream,
     server_name: &str,
@@ -108,12 +216,11 @@ pub(super) async fn handshake(
     let start = Instant::now();
     let name = ServerName::try_from(server_name.to_string())
         .map_err(|e| fail(ErrorKind::Tls, Phase::Tls, format!("{server_name:?} is not a TLS server name: {e}")))?;
-    let stream =
-        timeout_at(phase_deadline(deadline, p.config.tls_timeout), TlsConnector::from(config).connect(name, tcp))
-            .await
-            .map_err(|_| {
-                fail(ErrorKind::Timeout, Phase::Tls, format!("TLS handshake timed out after {:?}", start.elapsed()))
-            })?
-            .map_err(|e| fail(ErrorKind::Tls, Phase::Tls, format!("TLS handshake with {server_name}: {e}")))?;
+    let stream = timeout_at(deadline, TlsConnector::from(config).connect(name, tcp))
+        .await
+        .map_err(|_| {
+            fail(ErrorKind::Timeout, Phase::Tls, format!("TLS handshake timed out after {:?}", start.elapsed()))
+        })?
+        .map_err(|e| fail(ErrorKind::Tls, Phase::Tls, format!("TLS handshake with {server_name}: {e}")))?;
     Ok((stream, start.elapsed()))
 }

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use hickory_resolver::proto::rr::{RData, RecordType};
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
 use super::Inner;
 use crate::spec::split_host_port;
@@ -20,8 +20,8 @@ pub(super) async fn run(p: &Inner, spec: &DnsSpec, start: Instant, deadline: Ins
         Some(s) => s.to_string(),
         None => "the configured resolvers".to_string(),
     };
-    let lookup = match timeout_at(deadline, resolver.lookup(name.as_str(), record_type)).await {
-        Err(_) => {
+    let lookup = match super::lookup(&resolver, &name, record_type, deadline).await {
+        None => {
             return Ok(Outcome::down(
                 ErrorKind::Timeout,
                 Some(Phase::Dns),
@@ -29,7 +29,7 @@ pub(super) async fn run(p: &Inner, spec: &DnsSpec, start: Instant, deadline: Ins
                 start.elapsed(),
             ))
         }
-        Ok(Err(e)) if e.is_nx_domain() || e.is_no_records_found() => {
+        Some(Err(e)) if e.is_nx_domain() || e.is_no_records_found() => {
             let what = if e.is_nx_domain() { "does not exist (NXDOMAIN)" } else { "has no such records" };
             return Ok(Outcome::down(
                 ErrorKind::DnsAnswer,
@@ -38,15 +38,18 @@ pub(super) async fn run(p: &Inner, spec: &DnsSpec, start: Instant, deadline: Ins
                 start.elapsed(),
             ));
         }
-        Ok(Err(e)) => {
+        Some(Err(e)) => {
+            if let Some(local) = super::connect::local_dns_failure(&name, &e) {
+                return local.outcome(start.elapsed());
+            }
             return Ok(Outcome::down(
                 ErrorKind::Dns,
                 Some(Phase::Dns),
                 format!("query {name} {} to {asked}: {e}", spec.record_type),
                 start.elapsed(),
-            ))
+            ));
         }
-        Ok(Ok(lookup)) => lookup,
+        Some(Ok(lookup)) => lookup,
     };
     let mut answers: Vec<String> = lookup
         .answers()

@@ -8,14 +8,18 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONNECTION, HOST, LOCATION, USER_AGENT};
+use http::header::{
+    HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, HOST, LOCATION, USER_AGENT,
+};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::time::{timeout_at, Instant};
 
-use super::connect::{self, fail};
+use super::connect::{self, fail, Failure};
+
+mod decode;
 use super::Inner;
 use crate::spec::{parse_url, resolve_location, Target};
 use crate::{CheckError, Detail, Error, ErrorKind, HttpDetail, HttpSpec, Outcome, Phase, Phases, SpecError};
@@ -61,7 +65,9 @@ pub(super) async fn run(p: &Inner, spec: &HttpSpec, start: Instant, deadline: In
     let mut method = method;
     let mut with_body = !spec.body.is_empty();
     let result = loop {
-        // Credentials go only to the origin they were configured for, as curl does.
+        // The spec's headers and credentials go only to the origin they were
+        // configured for (curl drops Authorization and Cookie; a Host or an API
+        // key header is as private), so another origin gets the prober's own.
         let same_origin = target.host == first.host && target.port == first.port && target.https == first.https;
         let answer = match hop(&ctx, &target, &method, with_body, same_origin, &mut phases, &mut detail).await {
             Ok(a) => a,
@@ -70,17 +76,19 @@ pub(super) async fn run(p: &Inner, spec: &HttpSpec, start: Instant, deadline: In
         detail.status_code = Some(answer.status.as_u16());
         let Some(location) = answer.location else { break Ok(answer) };
         if detail.redirects >= spec.max_redirects {
-            break Err(fail(
+            break Err(Failure::Target(fail(
                 ErrorKind::Redirect,
                 Phase::FirstByte,
                 format!("more than {} redirect(s); the last pointed to {location:?}", spec.max_redirects),
-            ));
+            )));
         }
         let next = resolve_location(&target, &location);
         target = match parse_url(&next) {
             Ok(t) => t,
             Err(e) => {
-                break Err(fail(ErrorKind::Redirect, Phase::FirstByte, format!("redirect to an unusable URL: {e}")))
+                break Err(
+                    fail(ErrorKind::Redirect, Phase::FirstByte, format!("redirect to an unusable URL: {e}")).into()
+                )
             }
         };
         detail.redirects += 1;
@@ -94,7 +102,11 @@ pub(super) async fn run(p: &Inner, spec: &HttpSpec, start: Instant, deadline: In
     };
     phases.total = start.elapsed();
     let outcome = match result {
-        Err(e) => Outcome::from_error(e, phases.total),
+        Err(e) => e.outcome(phases.total)?,
+        // See `Error::BodyTooLong` for why this is no verdict at all.
+        Ok(Answer { body: Some(BodyCheck { capped: true, regex: Some(_), .. }), .. }) => {
+            return Err(Error::BodyTooLong { limit: p.config.max_body_bytes })
+        }
         Ok(answer) => judge(spec, &answer, phases.total),
     };
     Ok(outcome.with_phases(phases).with_detail(Detail::Http(detail)))
@@ -109,7 +121,7 @@ async fn hop(
     send_auth: bool,
     phases: &mut Phases,
     detail: &mut HttpDetail,
-) -> Result<Answer, CheckError> {
+) -> Result<Answer, Failure> {
     let p = ctx.p;
     let (addrs, dns) = connect::resolve(p, &target.host, ctx.deadline).await?;
     add(&mut phases.dns, dns);
@@ -118,7 +130,7 @@ async fn hop(
     detail.remote = Some(remote);
     let req = request(ctx, target, method, with_body, send_auth)?;
     if target.https {
-        let (tls, took) = connect::handshake(p, p.tls.http.clone(), tcp, &target.host, ctx.deadline).await?;
+        let (tls, took) = connect::handshake(p.tls.http.clone(), tcp, &target.host, ctx.deadline).await?;
         add(&mut phases.tls, Some(took));
         if ctx.spec.verify_tls {
             let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
@@ -126,9 +138,9 @@ async fn hop(
                 fail(ErrorKind::Certificate, Phase::Tls, format!("certificate of {}: {e}", target.host))
             })?;
         }
-        exchange(ctx, TokioIo::new(tls), req, phases, detail).await
+        Ok(exchange(ctx, TokioIo::new(tls), req, phases, detail).await?)
     } else {
-        exchange(ctx, TokioIo::new(NoShutdown(tcp)), req, phases, detail).await
+        Ok(exchange(ctx, TokioIo::new(NoShutdown(tcp)), req, phases, detail).await?)
     }
 }
 
@@ -202,12 +214,10 @@ fn request(
     h.insert(ACCEPT, HeaderValue::from_static("*/*"));
     // One request per connection: the server may close right after answering.
     h.insert(CONNECTION, HeaderValue::from_static("close"));
-    for header in &ctx.spec.headers {
+    let own_headers = if send_auth { ctx.spec.headers.as_slice() } else { &[] };
+    for header in own_headers {
         let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(|e| bad(format!("header name: {e}")))?;
         let value = HeaderValue::from_str(&header.value).map_err(|e| bad(format!("header value: {e}")))?;
-        if name == AUTHORIZATION && !send_auth {
-            continue;
-        }
         // The spec's Host, User-Agent and Accept replace the defaults; others add.
         if name == HOST || name == USER_AGENT || name == ACCEPT {
             h.insert(name, value);
@@ -253,7 +263,7 @@ where
         let status = resp.status();
         let retry_after = resp.headers().contains_key(http::header::RETRY_AFTER);
         let spec = ctx.spec;
-        if spec.follow_redirects && is_redirect(status) {
+        if spec.follows_redirects() && is_redirect(status) {
             if let Some(loc) = resp.headers().get(LOCATION) {
                 let loc = String::from_utf8_lossy(loc.as_bytes()).into_owned();
                 return Ok(Answer { status, location: Some(loc), body: None, retry_after });
@@ -262,7 +272,18 @@ where
         if !spec.expects(status.as_u16()) || !spec.reads_body() {
             return Ok(Answer { status, location: None, body: None, retry_after });
         }
-        let body = read_body(ctx, resp.into_body()).await?;
+        let decoder = match resp.headers().get(CONTENT_ENCODING).map(|v| decode::Decoder::new(v.as_bytes())) {
+            None => decode::Decoder::identity(),
+            Some(Ok(d)) => d,
+            Some(Err(coding)) => {
+                return Err(fail(
+                    ErrorKind::Body,
+                    Phase::Body,
+                    format!("the body is encoded as {coding:?}, which was not asked for and cannot be decoded"),
+                ))
+            }
+        };
+        let body = read_body(ctx, resp.into_body(), decoder).await?;
         detail.body_bytes = body.bytes;
         Ok(Answer { status, location: None, body: Some(body), retry_after })
     };
@@ -285,10 +306,12 @@ fn is_redirect(status: StatusCode) -> bool {
 /// Reads until every requested match is decided, the body ends, or the cap.
 ///
 /// A `body_contains` is searched as bytes arrive, keeping only the overlap a
-/// match could straddle. A `body_regex` is run once the body is complete (or
-/// capped): on a prefix, `$` or a greedy pattern could match what the whole
-/// body would not.
-async fn read_body(ctx: &Ctx<'_>, mut body: Incoming) -> Result<BodyCheck, CheckError> {
+/// match could straddle. A `body_regex` is run once the body is complete; a
+/// capped body gets no regex verdict (`Error::BodyTooLong`): on a prefix, `$`
+/// or a greedy pattern could match what the whole body would not.
+/// A compressed body (`Content-Encoding`) is decoded first: the caps and
+/// matches apply to the decoded bytes, so a zip bomb stops at the cap.
+async fn read_body(ctx: &Ctx<'_>, mut body: Incoming, mut decoder: decode::Decoder) -> Result<BodyCheck, CheckError> {
     let cap = ctx.p.config.max_body_bytes;
     let needle = ctx.spec.body_contains.as_deref().map(str::as_bytes);
     let finder = needle.map(memchr::memmem::Finder::new);
@@ -305,13 +328,16 @@ async fn read_body(ctx: &Ctx<'_>, mut body: Incoming) -> Result<BodyCheck, Check
             Err(_) => {
                 return Err(fail(ErrorKind::Timeout, Phase::Body, format!("body not complete after {seen} bytes")))
             }
-            Ok(None) => break,
+            Ok(None) => (decoder.finish(cap - seen).map_err(|e| fail(ErrorKind::Protocol, Phase::Body, e))?, true),
             Ok(Some(Err(e))) => return Err(fail(ErrorKind::Protocol, Phase::Body, describe(&e))),
-            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else { continue };
+                (decoder.feed(&data, cap - seen).map_err(|e| fail(ErrorKind::Protocol, Phase::Body, e))?, false)
+            }
         };
-        let Ok(data) = frame.into_data() else { continue };
-        let take = data.len().min(cap - seen);
-        let data = &data[..take];
+        let (frame, eof) = frame;
+        let take = frame.len().min(cap - seen);
+        let data = &frame[..take];
         let searched_from = buf.len().saturating_sub(needle.map_or(0, |n| n.len().saturating_sub(1)));
         buf.extend_from_slice(data);
         seen += take;
@@ -325,8 +351,11 @@ async fn read_body(ctx: &Ctx<'_>, mut body: Incoming) -> Result<BodyCheck, Check
                 buf.drain(..drop_to);
             }
         }
-        if seen >= cap {
+        if seen >= cap || decoder.is_capped() {
             capped = true;
+            break;
+        }
+        if eof {
             break;
         }
     }
@@ -410,6 +439,20 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
     use crate::{Status, StatusRange};
+
+    #[test]
+    fn decoders_stop_at_the_cap() {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&vec![0u8; 4 << 20]).unwrap();
+        let bomb = e.finish().unwrap();
+        let mut d = decode::Decoder::new(b"gzip").unwrap();
+        let out = d.feed(&bomb, 1000).unwrap();
+        assert_eq!(out.len(), 1000);
+        assert!(d.is_capped());
+        assert_eq!(decode::Decoder::new(b"zstd").err().as_deref(), Some("zstd"));
+        assert!(decode::Decoder::new(b"identity").is_ok());
+    }
 
     fn answer(code: u16) -> Answer {
         Answer { status: StatusCode::from_u16(code).unwrap(), location: None, body: None, retry_after: false }

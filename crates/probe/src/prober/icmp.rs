@@ -11,13 +11,14 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use surge_ping::{Client, PingIdentifier, PingSequence, ICMP};
+use surge_ping::{Client, PingIdentifier, PingSequence, SurgeError, ICMP};
 use tokio::sync::OnceCell;
 use tokio::time::{sleep_until, timeout_at, Instant};
 
 use super::connect;
 use super::Inner;
-use crate::{Detail, Error, ErrorKind, IcmpDetail, IcmpSpec, Outcome, Phase};
+use crate::error::local;
+use crate::{Detail, Error, ErrorKind, IcmpDetail, IcmpSpec, LocalCause, Outcome, Phase};
 
 #[derive(Default)]
 pub(super) struct Sockets {
@@ -76,34 +77,66 @@ fn unavailable_message(e: &std::io::Error, range: Option<&str>) -> String {
 pub(super) async fn run(p: &Inner, spec: &IcmpSpec, start: Instant, deadline: Instant) -> Result<Outcome, Error> {
     let ip: IpAddr = match connect::resolve(p, &spec.host, deadline).await {
         Ok((addrs, _)) => addrs[0],
-        Err(e) => return Ok(Outcome::from_error(e, start.elapsed())),
+        Err(e) => return e.outcome(start.elapsed()),
     };
     let client = p.icmp.client(ip.is_ipv6()).await?;
     let payload = vec![0u8; p.config.icmp_payload_bytes];
     let interval = Duration::from_millis(spec.interval_ms);
     let ident = PingIdentifier(p.icmp.next_seq());
     // Requests go out `interval` apart and each waits for its reply until the
-    // deadline, so a late reply to an early request still counts.
+    // deadline, so a late reply to an early request still counts. A request
+    // is sent only while at least one `interval` is left for its reply (the
+    // first always is): one the timeout leaves no room for is not sent, and
+    // not lost either.
     let pings = (0..spec.count).map(|i| {
         let send_at = start + interval * u32::from(i);
         let (client, payload) = (&client, &payload);
         let seq = PingSequence(p.icmp.next_seq());
         async move {
-            if send_at >= deadline {
-                return None;
+            if i > 0 && deadline.saturating_duration_since(send_at) < interval {
+                return Ping::NotSent;
             }
             sleep_until(send_at).await;
             let mut pinger = client.pinger(ip, ident).await;
             pinger.timeout(deadline.saturating_duration_since(Instant::now()));
-            Some(timeout_at(deadline, pinger.ping(seq, payload)).await.ok().and_then(Result::ok).map(|(_, rtt)| rtt))
+            match timeout_at(deadline, pinger.ping(seq, payload)).await {
+                Ok(Ok((_, rtt))) => Ping::Answered(rtt),
+                Ok(Err(SurgeError::IOError(e))) => match LocalCause::of(&e, true) {
+                    Some(cause) => Ping::Local(local(cause, format_args!("sending an ICMP echo request to {ip}"), &e)),
+                    None => Ping::Lost,
+                },
+                _ => Ping::Lost,
+            }
         }
     });
-    let results = futures::future::join_all(pings).await;
-    let latency = start.elapsed();
-    let sent = results.iter().filter(|r| r.is_some()).count();
-    let rtts: Vec<Duration> = results.into_iter().flatten().flatten().collect();
+    let mut sent = 0;
+    let mut rtts = Vec::new();
+    for ping in futures::future::join_all(pings).await {
+        match ping {
+            Ping::NotSent => {}
+            Ping::Lost => sent += 1,
+            Ping::Answered(rtt) => {
+                sent += 1;
+                rtts.push(rtt);
+            }
+            Ping::Local(e) => return Err(e),
+        }
+    }
     let detail = detail(sent, &rtts);
+    // The latency of a ping check is the echo round trip, not how long the
+    // check waited between requests.
+    let latency = detail.rtt_avg.unwrap_or_else(|| start.elapsed());
     Ok(judge(spec, ip, detail, latency).with_detail(Detail::Icmp(detail)))
+}
+
+/// What became of one echo request.
+enum Ping {
+    /// The timeout left no room for it.
+    NotSent,
+    Lost,
+    Answered(Duration),
+    /// This node could not send it (no permission, no buffer space).
+    Local(Error),
 }
 
 fn detail(sent: usize, rtts: &[Duration]) -> IcmpDetail {
@@ -117,17 +150,21 @@ fn detail(sent: usize, rtts: &[Duration]) -> IcmpDetail {
     }
 }
 
+/// Loss is over the requests sent: one the timeout left no room for was never
+/// asked of the target.
 fn judge(spec: &IcmpSpec, ip: IpAddr, d: IcmpDetail, latency: Duration) -> Outcome {
-    // Requests the deadline cut off before sending count as lost: the spec
-    // asked for them.
-    let asked = u32::from(spec.count);
-    let lost = asked - u32::from(d.received).min(asked);
-    let loss_pct = lost * 100 / asked.max(1);
+    let sent = u32::from(d.sent);
+    let lost = sent - u32::from(d.received).min(sent);
+    let loss_pct = lost * 100 / sent.max(1);
+    let rtt = || match (d.rtt_min, d.rtt_avg, d.rtt_max) {
+        (Some(min), Some(avg), Some(max)) => format!("; round trip min/avg/max {min:?}/{avg:?}/{max:?}"),
+        _ => String::new(),
+    };
     if d.received == 0 {
         return Outcome::down(
             ErrorKind::PacketLoss,
             Some(Phase::Total),
-            format!("no echo reply from {ip} ({asked} sent)"),
+            format!("no echo reply from {ip} ({sent} sent)"),
             latency,
         );
     }
@@ -135,7 +172,7 @@ fn judge(spec: &IcmpSpec, ip: IpAddr, d: IcmpDetail, latency: Duration) -> Outco
         return Outcome::down(
             ErrorKind::PacketLoss,
             Some(Phase::Total),
-            format!("{loss_pct}% loss to {ip} ({lost} of {asked}), limit {}%", spec.max_loss_percent),
+            format!("{loss_pct}% loss to {ip} ({lost} of {sent} sent), limit {}%{}", spec.max_loss_percent, rtt()),
             latency,
         );
     }
@@ -144,7 +181,7 @@ fn judge(spec: &IcmpSpec, ip: IpAddr, d: IcmpDetail, latency: Duration) -> Outco
             return Outcome::degraded(
                 ErrorKind::Slow,
                 Some(Phase::Total),
-                format!("mean round trip to {ip} {avg:?}, limit {max} ms"),
+                format!("mean round trip to {ip} {avg:?}, limit {max} ms{}", rtt()),
                 latency,
             );
         }
@@ -178,6 +215,11 @@ mod tests {
             let o = judge(&spec, ip, detail(3, &rtts), Duration::ZERO);
             assert_eq!(o.status, want, "{rtts:?}: {o}");
         }
+        // Two of the three fitted in the timeout, both answered: no loss.
+        let o = judge(&spec, ip, detail(2, &[ms(1), ms(2)]), Duration::ZERO);
+        assert_eq!(o.status, Status::Up, "{o}");
+        let o = judge(&spec, ip, detail(2, &[ms(1)]), Duration::ZERO);
+        assert!(o.error.unwrap().message.contains("50% loss to 127.0.0.1 (1 of 2 sent)"));
     }
 
     #[test]

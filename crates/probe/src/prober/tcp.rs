@@ -3,9 +3,9 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 
-use super::connect::{self, fail};
+use super::connect::{self, fail, Failure};
 use super::Inner;
-use crate::{CheckError, Detail, Error, ErrorKind, Outcome, Phase, Phases, TcpDetail, TcpSpec};
+use crate::{Detail, Error, ErrorKind, Outcome, Phase, Phases, TcpDetail, TcpSpec};
 
 /// Longest banner kept in the outcome: enough to recognise a server, small
 /// enough to ship in every report.
@@ -18,7 +18,7 @@ pub(super) async fn run(p: &Inner, spec: &TcpSpec, start: Instant, deadline: Ins
     phases.total = start.elapsed();
     let outcome = match result {
         Ok(()) => Outcome::up(phases.total),
-        Err(e) => Outcome::from_error(e, phases.total),
+        Err(e) => e.outcome(phases.total)?,
     };
     Ok(outcome.with_phases(phases).with_detail(Detail::Tcp(detail)))
 }
@@ -29,7 +29,7 @@ async fn probe(
     deadline: Instant,
     phases: &mut Phases,
     detail: &mut TcpDetail,
-) -> Result<(), CheckError> {
+) -> Result<(), Failure> {
     let (addrs, dns) = connect::resolve(p, &spec.host, deadline).await?;
     phases.dns = dns;
     let (mut stream, remote, took) = connect::connect(p, &addrs, spec.port, deadline).await?;
@@ -52,13 +52,13 @@ async fn probe(
         let n = match timeout_at(deadline, stream.read(&mut chunk[..want])).await {
             Err(_) => {
                 detail.banner = Some(shown(&buf));
-                return Err(fail(
+                return Err(Failure::Target(fail(
                     ErrorKind::Timeout,
                     Phase::Body,
                     format!("no banner containing {expect:?} before the timeout; got {:?}", shown(&buf)),
-                ));
+                )));
             }
-            Ok(Err(e)) => return Err(fail(ErrorKind::Io, Phase::Body, format!("reading from {remote}: {e}"))),
+            Ok(Err(e)) => return Err(fail(ErrorKind::Io, Phase::Body, format!("reading from {remote}: {e}")).into()),
             Ok(Ok(n)) => n,
         };
         if phases.first_byte.is_none() && n > 0 {
@@ -74,7 +74,8 @@ async fn probe(
     if found {
         Ok(())
     } else {
-        Err(fail(ErrorKind::Banner, Phase::Body, format!("banner {:?} does not contain {expect:?}", shown(&buf))))
+        Err(fail(ErrorKind::Banner, Phase::Body, format!("banner {:?} does not contain {expect:?}", shown(&buf)))
+            .into())
     }
 }
 

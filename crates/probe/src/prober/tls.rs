@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::time::Instant;
 
-use super::connect::{self, fail};
+use super::connect::{self, fail, Failure};
 use super::Inner;
 use crate::{CertInfo, Config, Detail, Error, ErrorKind, Outcome, Phase, Phases, TlsSpec};
 
@@ -145,20 +145,29 @@ pub(super) fn parse_leaf(der: &[u8], now: SystemTime) -> Result<CertInfo, String
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| format!("unreadable certificate: {e}"))?;
     let validity = cert.validity();
     let not_after = validity.not_after.timestamp();
-    let now = match now.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-    };
+    let now = unix_secs(now);
     Ok(CertInfo {
         subject: cert.subject().to_string(),
         issuer: cert.issuer().to_string(),
         not_before: validity.not_before.timestamp(),
         not_after,
-        days_left: (not_after - now).div_euclid(SECS_PER_DAY),
+        days_left: not_after.saturating_sub(now).div_euclid(SECS_PER_DAY),
         chain_valid: false,
         chain_error: None,
         remote: None,
     })
+}
+
+/// Whole seconds since the Unix epoch, rounded down (also before it).
+fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => {
+            let d = e.duration();
+            let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            -secs.saturating_add(i64::from(d.subsec_nanos() > 0))
+        }
+    }
 }
 
 pub(super) async fn run(p: &Inner, spec: &TlsSpec, start: Instant, deadline: Instant) -> Result<Outcome, Error> {
@@ -166,8 +175,8 @@ pub(super) async fn run(p: &Inner, spec: &TlsSpec, start: Instant, deadline: Ins
     let result = handshake_and_read(p, spec, deadline, &mut phases).await;
     phases.total = start.elapsed();
     let outcome = match result {
-        Err(e) => Outcome::from_error(e, phases.total),
-        Ok(info) => judge(spec, info, phases.total),
+        Err(e) => e.outcome(phases.total)?,
+        Ok(info) => judge(spec, info, unix_secs(p.now()), phases.total),
     };
     Ok(outcome.with_phases(phases))
 }
@@ -177,13 +186,13 @@ async fn handshake_and_read(
     spec: &TlsSpec,
     deadline: Instant,
     phases: &mut Phases,
-) -> Result<CertInfo, crate::CheckError> {
+) -> Result<CertInfo, Failure> {
     let (addrs, dns) = connect::resolve(p, &spec.host, deadline).await?;
     phases.dns = dns;
     let (tcp, remote, took) = connect::connect(p, &addrs, spec.port, deadline).await?;
     phases.connect = Some(took);
     let name = spec.server_name();
-    let (tls, took) = connect::handshake(p, p.tls.plain.clone(), tcp, name, deadline).await?;
+    let (tls, took) = connect::handshake(p.tls.plain.clone(), tcp, name, deadline).await?;
     phases.tls = Some(took);
     let (_, conn) = tls.get_ref();
     let chain = conn.peer_certificates().unwrap_or_default();
@@ -199,17 +208,33 @@ async fn handshake_and_read(
     Ok(info)
 }
 
-/// Expiry first (the most useful message), then the chain, then the days left.
-fn judge(spec: &TlsSpec, info: CertInfo, latency: Duration) -> Outcome {
+/// Validity first (not yet valid, then expired: the most useful messages),
+/// then the chain, then the days left. `now` is Unix seconds; the validity
+/// period includes both `notBefore` and `notAfter` (RFC 5280 §4.1.2.5), and is
+/// judged whether or not the chain is, since a certificate outside it is
+/// refused by every client.
+fn judge(spec: &TlsSpec, info: CertInfo, now: i64, latency: Duration) -> Outcome {
     let secs_left = info.days_left.saturating_mul(SECS_PER_DAY);
     let cert = |what: String| format!("{what} (subject {}, issuer {})", info.subject, info.issuer);
-    let outcome = if info.days_left < 0 {
+    let outcome = if now < info.not_before {
         Outcome::down(
             ErrorKind::Certificate,
             Some(Phase::Tls),
-            cert(format!("certificate expired {} day(s) ago", -info.days_left)),
+            cert(format!(
+                "certificate not valid before {} (in {})",
+                humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(info.not_before.max(0) as u64)),
+                humantime::format_duration(Duration::from_secs(info.not_before.saturating_sub(now).unsigned_abs())),
+            )),
             latency,
         )
+    } else if info.days_left < 0 {
+        // Whole days since `notAfter`, counted like `days_left`: a certificate
+        // that expired a second ago expired today, not a day ago.
+        let ago = match now.saturating_sub(info.not_after).div_euclid(SECS_PER_DAY) {
+            0 => "less than a day ago".to_string(),
+            days => format!("{days} day(s) ago"),
+        };
+        Outcome::down(ErrorKind::Certificate, Some(Phase::Tls), cert(format!("certificate expired {ago}")), latency)
     } else if spec.verify_chain && !info.chain_valid {
         let why = info.chain_error.clone().unwrap_or_default();
         Outcome::down(
@@ -243,8 +268,17 @@ mod tests {
     use super::*;
     use crate::Status;
 
+    const NOW: i64 = 1_000_000_000;
+
     fn info(days_left: i64, chain_valid: bool) -> CertInfo {
-        CertInfo { days_left, chain_valid, chain_error: (!chain_valid).then(|| "bad".into()), ..CertInfo::default() }
+        CertInfo {
+            days_left,
+            not_before: 0,
+            not_after: NOW + days_left * SECS_PER_DAY,
+            chain_valid,
+            chain_error: (!chain_valid).then(|| "bad".into()),
+            ..CertInfo::default()
+        }
     }
 
     #[test]
@@ -262,7 +296,7 @@ mod tests {
             (&lax, info(90, false), Status::Up),
             (&lax, info(-3, false), Status::Down),
         ] {
-            let o = judge(spec, info.clone(), Duration::ZERO);
+            let o = judge(spec, info.clone(), NOW, Duration::ZERO);
             assert_eq!(o.status, want, "{info:?} verify_chain={}: {o}", spec.verify_chain);
             assert_eq!(o.error.is_some(), want != Status::Up);
         }

@@ -45,9 +45,36 @@ pub enum DnsRecordType {
     Ns,
 }
 
+/// Zones a resolver answers itself and never sends to a server (RFC 6761
+/// §6.3 and §6.4, RFC 7686; hickory does so whatever it is configured to do):
+/// a DNS check of a name in them would say nothing about the server.
+const NEVER_ASKED: [&str; 5] = [
+    "localhost",
+    "invalid",
+    "onion",
+    "127.in-addr.arpa",
+    "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
+];
+
+/// The special-use zone `name` falls in, if any.
+fn never_asked(name: &str) -> Option<&'static str> {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    NEVER_ASKED.into_iter().find(|zone| name == *zone || name.ends_with(&format!(".{zone}")))
+}
+
 impl DnsSpec {
     pub(crate) fn validate(&self) -> Result<(), SpecError> {
         check_host("name", &self.name)?;
+        if let Some(zone) = never_asked(&self.name) {
+            return Err(SpecError::new(
+                "name",
+                format!(
+                    "{:?} is in the special-use zone {zone:?}, which resolvers answer themselves: \
+                     its query is never sent to a server, so a DNS check of it proves nothing",
+                    self.name
+                ),
+            ));
+        }
         if let Some(server) = &self.server {
             let (host, _) = split_host_port(server, Some(53))
                 .map_err(|e| SpecError::new("server", format!("{server:?}: {}", e.message)))?;

@@ -15,6 +15,9 @@ const MAX_REGEX_LEN: usize = 1024;
 /// error, not a node that runs out of memory compiling it.
 pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
 const MAX_REDIRECTS: u8 = 20;
+/// Content codings the prober decodes before a body match; a spec may ask for
+/// no other in `Accept-Encoding`.
+pub(crate) const ACCEPTED_ENCODINGS: [&str; 5] = ["gzip", "x-gzip", "deflate", "br", "identity"];
 const MIN_TIMEOUT_MS: u64 = 100;
 const MAX_TIMEOUT_MS: u64 = 300_000;
 
@@ -37,10 +40,15 @@ pub struct HttpSpec {
     pub expect_status: Vec<StatusRange>,
     /// The body must contain this text. The body is read only until it is found.
     pub body_contains: Option<String>,
-    /// The body must match this regular expression (Rust `regex` syntax).
+    /// The body must match this regular expression (Rust `regex` syntax). It
+    /// is run over the whole (decoded) body only: a body longer than the
+    /// prober's `max_body_bytes` is not judged (`Error::BodyTooLong`).
     pub body_regex: Option<String>,
     /// Follow 301, 302, 303, 307 and 308 answers (up to `max_redirects`);
-    /// when false, the redirect itself is the answer that is judged.
+    /// when false, the redirect itself is the answer that is judged. An
+    /// `expect_status` with a 3xx in it is never followed either: the redirect
+    /// is what is expected. Headers and `auth` go to the URL's origin only,
+    /// never to another origin a redirect points at.
     pub follow_redirects: bool,
     pub max_redirects: u8,
     /// Verify the server's certificate chain and name; false still speaks TLS
@@ -134,6 +142,19 @@ impl HttpSpec {
             {
                 return Err(SpecError::new("headers", format!("{:?} is set by the prober", h.name)));
             }
+            if name == http::header::ACCEPT_ENCODING {
+                let unknown = h
+                    .value
+                    .split(',')
+                    .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+                    .find(|c| !c.is_empty() && !ACCEPTED_ENCODINGS.contains(&c.as_str()));
+                if let Some(c) = unknown {
+                    return Err(SpecError::new(
+                        "headers",
+                        format!("Accept-Encoding {c:?}: the prober decodes only {}", ACCEPTED_ENCODINGS.join(", ")),
+                    ));
+                }
+            }
             if name == http::header::AUTHORIZATION && self.auth != HttpAuth::None {
                 return Err(SpecError::new("headers", "an Authorization header and `auth` cannot both be given"));
             }
@@ -148,6 +169,13 @@ impl HttpSpec {
             if needle.is_empty() || needle.len() > MAX_NEEDLE_LEN {
                 return Err(SpecError::new("body_contains", format!("must be 1 to {MAX_NEEDLE_LEN} bytes")));
             }
+        }
+        if self.method == "HEAD" && self.reads_body() {
+            let field = if self.body_contains.is_some() { "body_contains" } else { "body_regex" };
+            return Err(SpecError::new(
+                "method",
+                format!("a HEAD answer has no body, so {field} could never match; use GET"),
+            ));
         }
         if let Some(re) = &self.body_regex {
             if re.len() > MAX_REGEX_LEN {
@@ -204,6 +232,16 @@ impl HttpSpec {
         } else {
             self.expect_status.iter().any(|r| r.contains(code))
         }
+    }
+
+    /// Whether a redirect answer is followed: a 3xx that is expected is the
+    /// answer itself (`--expect 301` could never pass otherwise).
+    ///
+    /// An explicit `follow_redirects: true` with a 3xx expectation cannot be
+    /// refused here: the stored spec (bincode, fields in order) cannot tell it
+    /// from the default, so the expectation wins.
+    pub fn follows_redirects(&self) -> bool {
+        self.follow_redirects && !self.expect_status.iter().any(|r| r.min <= 399 && r.max >= 300)
     }
 
     /// Whether the answer's body has to be read at all.
@@ -435,11 +473,34 @@ mod tests {
             (spec(|s| s.auth = HttpAuth::Basic { username: "a:b".into(), password: String::new() }), "auth"),
             (spec(|s| s.auth = HttpAuth::Bearer { token: "a b".into() }), "auth"),
             (spec(|s| s.timeout_ms = Some(5)), "timeout_ms"),
+            (
+                spec(|s| s.headers = vec![Header { name: "Accept-Encoding".into(), value: "gzip, zstd".into() }]),
+                "headers",
+            ),
+            (
+                spec(|s| {
+                    s.method = "HEAD".into();
+                    s.body_contains = Some("ok".into());
+                }),
+                "method",
+            ),
         ];
         for (s, field) in cases {
             let err = s.validate().unwrap_err();
             assert_eq!(err.field, field, "{s:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_3xx_expectation_is_never_followed() {
+        for (expect, follows) in [("", true), ("200", true), ("301", false), ("200,3xx", false), ("200-399", false)] {
+            let s = spec(|s| s.expect_status = StatusRange::parse_list(expect).unwrap());
+            assert_eq!(s.follows_redirects(), follows, "{expect}");
+        }
+        let s = spec(|s| s.follow_redirects = false);
+        assert!(!s.follows_redirects());
+        let s = spec(|s| s.headers = vec![Header { name: "Accept-Encoding".into(), value: "gzip;q=1, br".into() }]);
+        s.validate().unwrap();
     }
 
     #[test]

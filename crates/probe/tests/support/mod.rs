@@ -50,6 +50,10 @@ pub fn prober() -> Prober {
 /// - `/huge-start`: 64 MiB body starting with `NEEDLE`.
 /// - `/trickle`: headers, then one body byte every 100 ms.
 /// - `/echo`: 200 with the request head and body as the body.
+/// - `/to/{port}/{path…}`: 302 to `http://127.0.0.1:{port}/{path…}`, another origin.
+/// - `/gzip`, `/br`: 200 "hello uptime world", compressed, with `Content-Encoding`.
+/// - `/gzip-bomb`: 64 MiB of zeros gzipped (64 KiB on the wire), no `NEEDLE`.
+/// - `/gzip-long`: 2 MiB gzipped text ending in `</html>`.
 /// - anything else: 404.
 pub async fn http_server(tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
     http_server_on("127.0.0.1:0", tls).await
@@ -142,6 +146,18 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, me: SocketAddr) {
             }
             Ok(())
         }
+        ["to", port, rest @ ..] => {
+            let to = format!("http://127.0.0.1:{port}/{}", rest.join("/"));
+            respond(&mut s, 302, &[("Location", &to)], b"").await
+        }
+        ["gzip"] => respond(&mut s, 200, &[("Content-Encoding", "gzip")], &gzip(b"hello uptime world")).await,
+        ["br"] => respond(&mut s, 200, &[("Content-Encoding", "br")], &brotli_stored(b"hello uptime world")).await,
+        ["gzip-bomb"] => respond(&mut s, 200, &[("Content-Encoding", "gzip")], &gzip(&vec![0u8; HUGE])).await,
+        ["gzip-long"] => {
+            let mut page = vec![b'x'; 2 << 20];
+            page.extend_from_slice(b"</html>");
+            respond(&mut s, 200, &[("Content-Encoding", "gzip")], &gzip(&page)).await
+        }
         ["echo"] => {
             let mut all = head.clone();
             all.extend_from_slice(&body);
@@ -150,6 +166,27 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, me: SocketAddr) {
         _ => respond(&mut s, 404, &[], b"not found").await,
     };
     let _ = s.shutdown().await;
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// A brotli stream (RFC 7932) holding `data` in one uncompressed meta-block:
+/// no encoder needed, and every decoder must read it.
+pub fn brotli_stored(data: &[u8]) -> Vec<u8> {
+    assert!(!data.is_empty() && data.len() <= 1 << 16);
+    let l = (data.len() - 1) as u32;
+    // WBITS=16 (bit 0 = 0), ISLAST=0, MNIBBLES=4 (00), MLEN-1 in 16 bits, ISUNCOMPRESSED=1.
+    let bits: u32 = (l << 4) | (1 << 20);
+    let mut out = vec![bits as u8, (bits >> 8) as u8, (bits >> 16) as u8];
+    out.extend_from_slice(data);
+    // ISLAST=1, ISLASTEMPTY=1.
+    out.push(0b11);
+    out
 }
 
 async fn respond<S: AsyncWrite + Unpin>(
@@ -284,24 +321,57 @@ pub async fn closed_port() -> SocketAddr {
 
 // === DNS ===
 
-/// A UDP DNS responder answering from a fixed table; NXDOMAIN for names it
-/// does not know. `queries` counts what it received.
+/// A UDP DNS responder answering from a table the test may change; NXDOMAIN
+/// for names it does not know. `queries` counts what it received.
 pub struct DnsServer {
     pub addr: SocketAddr,
     pub queries: Arc<AtomicUsize>,
+    table: Arc<std::sync::Mutex<Table>>,
+    /// The SOA minimum of negative answers: how long resolvers may cache them.
+    pub negative_ttl: Arc<std::sync::atomic::AtomicU32>,
+    /// Reads AAAA queries and never answers them, as some broken resolvers do.
+    pub drop_aaaa: Arc<std::sync::atomic::AtomicBool>,
+}
+
+type Table = HashMap<(String, RecordType), Vec<Record>>;
+
+fn key(name: &str) -> (String, Name) {
+    let fqdn = Name::from_ascii(format!("{}.", name.trim_end_matches('.'))).unwrap();
+    (fqdn.to_ascii().to_ascii_lowercase(), fqdn)
+}
+
+impl DnsServer {
+    /// Adds a record.
+    pub fn insert(&self, name: &str, ttl: u32, data: RData) {
+        let (k, fqdn) = key(name);
+        let mut table = self.table.lock().unwrap();
+        table.entry((k, data.record_type())).or_default().push(Record::from_rdata(fqdn, ttl, data));
+    }
+
+    /// Removes every record of `name`.
+    pub fn remove(&self, name: &str) {
+        let (k, _) = key(name);
+        self.table.lock().unwrap().retain(|(n, _), _| *n != k);
+    }
 }
 
 pub async fn dns_server(records: Vec<(&str, u32, RData)>) -> DnsServer {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
-    let queries = Arc::new(AtomicUsize::new(0));
-    let mut table: HashMap<(String, RecordType), Vec<Record>> = HashMap::new();
+    let server = DnsServer {
+        addr,
+        queries: Arc::new(AtomicUsize::new(0)),
+        table: Arc::default(),
+        negative_ttl: Arc::new(std::sync::atomic::AtomicU32::new(300)),
+        drop_aaaa: Arc::default(),
+    };
     for (name, ttl, data) in records {
-        let fqdn = Name::from_ascii(format!("{}.", name.trim_end_matches('.'))).unwrap();
-        let key = (fqdn.to_ascii().to_ascii_lowercase(), data.record_type());
-        table.entry(key).or_default().push(Record::from_rdata(fqdn, ttl, data));
+        server.insert(name, ttl, data);
     }
-    let counter = queries.clone();
+    let counter = server.queries.clone();
+    let table = server.table.clone();
+    let negative_ttl = server.negative_ttl.clone();
+    let drop_aaaa = server.drop_aaaa.clone();
     tokio::spawn(async move {
         let mut buf = [0u8; 4096];
         loop {
@@ -313,8 +383,12 @@ pub async fn dns_server(records: Vec<(&str, u32, RData)>) -> DnsServer {
             reply.metadata.recursion_available = true;
             reply.metadata.authoritative = true;
             if let Some(q) = query.queries.first() {
+                if q.query_type() == RecordType::AAAA && drop_aaaa.load(Ordering::SeqCst) {
+                    continue;
+                }
                 reply.add_query(q.clone());
                 let name = q.name().to_ascii().to_ascii_lowercase();
+                let table = table.lock().unwrap().clone();
                 match table.get(&(name.clone(), q.query_type())) {
                     Some(answers) => {
                         reply.add_answers(answers.iter().cloned());
@@ -325,16 +399,17 @@ pub async fn dns_server(records: Vec<(&str, u32, RData)>) -> DnsServer {
                         if !table.keys().any(|(n, _)| *n == name) {
                             reply.metadata.response_code = ResponseCode::NXDomain;
                         }
+                        let ttl = negative_ttl.load(Ordering::SeqCst);
                         let zone = Name::from_ascii("test.").unwrap();
-                        let soa = SOA::new(zone.clone(), Name::from_ascii("admin.test.").unwrap(), 1, 60, 60, 60, 300);
-                        reply.authorities.push(Record::from_rdata(zone, 300, RData::SOA(soa)));
+                        let soa = SOA::new(zone.clone(), Name::from_ascii("admin.test.").unwrap(), 1, 60, 60, 60, ttl);
+                        reply.authorities.push(Record::from_rdata(zone, ttl, RData::SOA(soa)));
                     }
                 }
             }
             let _ = socket.send_to(&reply.to_vec().unwrap(), from).await;
         }
     });
-    DnsServer { addr, queries }
+    server
 }
 
 /// A UDP socket that reads queries and never answers.
