@@ -76,6 +76,19 @@ pub struct ProbeSettings {
     pub dns_cache_max_ttl_ms: Option<u64>,
 }
 
+/// File descriptors kept for everything but checks: redb files, peer and
+/// API connections, the log.
+const RESERVED_FDS: u64 = 256;
+
+/// Checks at once that `open_files` descriptors leave room for: two each (a
+/// connection, and a resolver socket while it resolves) after the reserve,
+/// never more than `wanted`, at least one.
+pub fn in_flight_for(open_files: u64, wanted: std::num::NonZeroUsize) -> std::num::NonZeroUsize {
+    let room = open_files.saturating_sub(RESERVED_FDS) / 2;
+    let room = usize::try_from(room).unwrap_or(usize::MAX);
+    std::num::NonZeroUsize::new(room.min(wanted.get())).unwrap_or(std::num::NonZeroUsize::MIN)
+}
+
 impl ProbeSettings {
     pub fn to_config(&self) -> Result<uptime_probe::Config, Error> {
         uptime_probe::Config {
@@ -495,6 +508,25 @@ peers = [{ id = 1, peer_addr = "127.0.0.1:7080", api_addr = "http://127.0.0.1:80
 
     /// Issue 10, point 11: the per-endpoint cap of the probe scheduler is a
     /// node setting (it was fixed at 8).
+    /// Issue 10, point 5: the node ran up to 1 024 checks at once whatever its
+    /// open-file limit (1 024 by default on Linux), so under load checks failed
+    /// with EMFILE, reported as the targets being down.
+    #[test]
+    fn the_in_flight_cap_fits_the_open_file_limit() {
+        let n = |v: usize| std::num::NonZeroUsize::new(v).unwrap();
+        for (open_files, wanted, cap) in [
+            (1024, 1024, 384),
+            (65_536, 1024, 1024),
+            (300, 1024, 22),
+            (256, 1024, 1),
+            (0, 1024, 1),
+            (u64::MAX, 1024, 1024),
+            (4096, 10, 10),
+        ] {
+            assert_eq!(in_flight_for(open_files, n(wanted)), n(cap), "{open_files} open files");
+        }
+    }
+
     #[test]
     fn the_per_endpoint_cap_is_configurable() {
         let dir = tempfile::tempdir().unwrap();

@@ -144,9 +144,19 @@ impl Node {
         let digest_config = config.digest.to_config();
         let prober = uptime_probe::Prober::new(config.probe.to_config()?).map_err(|e| Error::build("prober", e))?;
         let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(4096);
+        let mut scheduling = config.probe.scheduler_config()?;
+        // Running out of file descriptors is this node's trouble, not the
+        // targets': raise the soft limit, and run no more checks at once than
+        // the limit leaves room for.
+        match uptime_probe::raise_open_file_limit() {
+            Ok(open_files) => {
+                scheduling.max_in_flight = crate::config::in_flight_for(open_files, scheduling.max_in_flight);
+                info!(open_files, max_in_flight = scheduling.max_in_flight.get(), "probe limits");
+            }
+            Err(e) => warn!(error = %e, "cannot read or raise the open-file limit; probe limits as configured"),
+        }
         let (scheduler, scheduler_handle) =
-            uptime_probe::Scheduler::new(config.probe.scheduler_config()?, prober, reports_tx)
-                .map_err(|e| Error::build("scheduler", e))?;
+            uptime_probe::Scheduler::new(scheduling, prober, reports_tx).map_err(|e| Error::build("scheduler", e))?;
         let sealed = Arc::new(tokio::sync::Notify::new());
 
         let mut servers = Supervisor::default();
