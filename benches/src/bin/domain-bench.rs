@@ -37,6 +37,7 @@ fn result(monitor_id: u64, i: u64) -> MonitorResult {
         failures: u64::from(down),
         last_status: if down { CheckStatus::Down } else { CheckStatus::Up },
         run: 1,
+        failing_run: 1,
         last_error: if down { "connection refused".into() } else { String::new() },
         latency,
     }

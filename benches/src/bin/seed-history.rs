@@ -54,6 +54,7 @@ fn result(monitor_id: u64, step: u64, checks: u64) -> MonitorResult {
         failures,
         last_status: CheckStatus::Up,
         run: 1,
+        failing_run: 1,
         last_error: String::new(),
         latency,
     }

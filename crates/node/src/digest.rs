@@ -65,9 +65,43 @@ impl Default for DigestConfig {
 #[derive(Default)]
 struct Window {
     results: HashMap<u64, MonitorResult>,
-    runs: HashMap<u64, (CheckStatus, u32)>,
+    runs: HashMap<u64, Runs>,
     /// Checks that could not run, not yet counted into `/metrics`.
     not_run: u64,
+}
+
+/// A monitor's runs on this node. A check it could not run interrupts no run
+/// of the target's (down, EMFILE, down is two downs in a row).
+#[derive(Default)]
+struct Runs {
+    /// The last status the node saw of the target, and how many in a row.
+    status: Option<CheckStatus>,
+    run: u32,
+    /// Failing results in a row, degraded or down in any mix.
+    failing: u32,
+    /// Checks in a row this node could not run.
+    not_checked: u32,
+}
+
+impl Runs {
+    /// Counts `status` in; the run and failing run to report.
+    fn fold(&mut self, status: CheckStatus) -> (u32, u32) {
+        if status == CheckStatus::NotChecked {
+            self.not_checked = self.not_checked.saturating_add(1);
+            return (self.not_checked, self.failing);
+        }
+        self.not_checked = 0;
+        if self.status == Some(status) {
+            self.run = self.run.saturating_add(1);
+        } else {
+            (self.status, self.run) = (Some(status), 1);
+        }
+        self.failing = match status {
+            CheckStatus::Up => 0,
+            _ => self.failing.saturating_add(1),
+        };
+        (self.run, self.failing)
+    }
 }
 
 impl Window {
@@ -93,9 +127,8 @@ impl Window {
                 (CheckStatus::NotChecked, format!("this node could not run the check: {e}"), None)
             }
         };
-        let previous = self.runs.get(&report.monitor_id).map(|r| r.0);
-        if previous != Some(status) && (previous == Some(CheckStatus::NotChecked) || status == CheckStatus::NotChecked)
-        {
+        let runs = self.runs.entry(report.monitor_id).or_default();
+        if (runs.not_checked > 0) != (status == CheckStatus::NotChecked) {
             // Once per change, not once per check.
             if status == CheckStatus::NotChecked {
                 warn!(monitor_id = report.monitor_id, reason = %error, "cannot run this monitor's check; it is reported as not checked and does not vote");
@@ -103,24 +136,20 @@ impl Window {
                 info!(monitor_id = report.monitor_id, "can run this monitor's check again");
             }
         }
-        let run = self.runs.entry(report.monitor_id).or_insert((status, 0));
-        if run.0 == status {
-            run.1 = run.1.saturating_add(1);
-        } else {
-            *run = (status, 1);
-        }
-        let run = run.1;
+        let (run, failing_run) = runs.fold(status);
         let r = self.results.entry(report.monitor_id).or_insert_with(|| MonitorResult {
             monitor_id: report.monitor_id,
             checks: 0,
             failures: 0,
             last_status: status,
             run,
+            failing_run,
             last_error: String::new(),
             latency: LatencyStats::default(),
         });
         r.last_status = status;
         r.run = run;
+        r.failing_run = failing_run;
         r.last_error = error;
         if let Some(latency) = latency {
             r.checks += 1;
@@ -281,6 +310,7 @@ mod tests {
             failures: u64::from(status != CheckStatus::Up) * checks,
             last_status: status,
             run: checks as u32,
+            failing_run: checks as u32,
             last_error: String::new(),
             latency,
         }
@@ -349,11 +379,22 @@ mod tests {
     async fn a_run_counts_one_class() {
         use uptime_probe::Status::{Degraded, Down, Up};
         let mut w = Window::default();
-        for (status, want) in [(Degraded, 1), (Down, 1), (Down, 2), (Degraded, 1), (Degraded, 2), (Up, 1), (Down, 1)] {
+        #[rustfmt::skip]
+        let steps = [
+            (Degraded, 1, 1), (Down, 1, 2), (Down, 2, 3), (Degraded, 1, 4), (Degraded, 2, 5), (Up, 1, 0), (Down, 1, 1),
+        ];
+        for (status, run, failing_run) in steps {
             w.fold(report(1, status));
             let r = w.take();
-            assert_eq!(r[0].run, want, "after {status:?}");
+            assert_eq!((r[0].run, r[0].failing_run), (run, failing_run), "after {status:?}");
         }
+        // A check the node could not run interrupts no run of the target's.
+        let now = tokio::time::Instant::now();
+        let err = uptime_probe::Error::Config { field: "x", message: "out of file descriptors".into() };
+        w.fold(Report { monitor_id: 1, due: now, started: now, result: Err(err) });
+        w.fold(report(1, Down));
+        let r = w.take();
+        assert_eq!((r[0].last_status, r[0].run, r[0].failing_run), (CheckStatus::Down, 2, 2));
     }
 
     /// Issue 10, point 13: a result the node could not produce (no ICMP

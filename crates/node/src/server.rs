@@ -148,13 +148,12 @@ impl Node {
         // Running out of file descriptors is this node's trouble, not the
         // targets': raise the soft limit, and run no more checks at once than
         // the limit leaves room for.
-        match uptime_probe::raise_open_file_limit() {
-            Ok(open_files) => {
-                scheduling.max_in_flight = crate::config::in_flight_for(open_files, scheduling.max_in_flight);
-                info!(open_files, max_in_flight = scheduling.max_in_flight.get(), "probe limits");
-            }
-            Err(e) => warn!(error = %e, "cannot read or raise the open-file limit; probe limits as configured"),
-        }
+        let open_files = uptime_probe::raise_open_file_limit().unwrap_or_else(|e| {
+            warn!(error = %e, "cannot raise the open-file limit; sizing the probe's in-flight cap to the current one");
+            uptime_probe::open_file_limit()
+        });
+        scheduling.max_in_flight = crate::config::in_flight_for(open_files, scheduling.max_in_flight);
+        info!(open_files, max_in_flight = scheduling.max_in_flight.get(), "probe limits");
         let (scheduler, scheduler_handle) =
             uptime_probe::Scheduler::new(scheduling, prober, reports_tx).map_err(|e| Error::build("scheduler", e))?;
         let sealed = Arc::new(tokio::sync::Notify::new());

@@ -79,7 +79,7 @@ pub use outcome::{
     TcpDetail,
 };
 pub use prober::{Clock, Prober, ProberBuilder};
-pub use rlimit::raise_open_file_limit;
+pub use rlimit::{open_file_limit, raise_open_file_limit};
 pub use scheduler::{
     Execute, Job, MonitorId, Report, Scheduler, SchedulerConfig, SchedulerHandle, Stats, MAX_INTERVAL, MIN_INTERVAL,
 };

@@ -22,3 +22,9 @@ pub fn raise_open_file_limit() -> std::io::Result<u64> {
 fn nr_open() -> Option<u64> {
     std::fs::read_to_string("/proc/sys/fs/nr_open").ok()?.trim().parse().ok()
 }
+
+/// The soft `RLIMIT_NOFILE` as it stands (`u64::MAX` for unlimited), for
+/// sizing the in-flight cap when raising it failed.
+pub fn open_file_limit() -> u64 {
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}

@@ -397,4 +397,11 @@ async fn t95_a_regex_is_not_judged_on_a_truncated_body() {
     // A regex on a body within the limit is judged as before.
     let s = HttpSpec { body_regex: Some("^hello.*world$".into()), ..spec(addr, "/body") };
     assert_eq!(check(&p, s, TIMEOUT).await.status, Status::Up);
+    // A body of exactly max_body_bytes is whole, not truncated.
+    let exact = prober_with(Vec::new(), |c| c.max_body_bytes = "hello uptime world".len());
+    let s = CheckSpec::Http(HttpSpec { body_regex: Some("^hello.*world$".into()), ..spec(addr, "/body") });
+    match exact.check(&s, TIMEOUT).await {
+        Ok(o) => assert_eq!(o.status, Status::Up, "{o}"),
+        Err(e) => panic!("a body of exactly the limit was taken for a truncated one: {e}"),
+    }
 }

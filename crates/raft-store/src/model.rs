@@ -195,6 +195,9 @@ pub struct Observation {
     pub status: CheckStatus,
     /// Consecutive results with this same status.
     pub run: u32,
+    /// Consecutive failing results (degraded or down, in any mix): what
+    /// confirms DEGRADED when a target alternates between the two.
+    pub failing_run: u32,
     /// State time when the report was applied.
     pub at_ms: u64,
     pub last_error: String,
@@ -398,8 +401,10 @@ pub struct MonitorResult {
     pub checks: u64,
     pub failures: u64,
     pub last_status: CheckStatus,
-    /// Consecutive results in the class of `last_status` at the end of the window.
+    /// Consecutive results with the status `last_status` at the end of the window.
     pub run: u32,
+    /// Consecutive failing results (degraded or down) at the end of the window.
+    pub failing_run: u32,
     pub last_error: String,
     pub latency: LatencyStats,
 }

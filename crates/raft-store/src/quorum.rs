@@ -5,8 +5,8 @@
 //! Hysteresis is carried by the reports themselves: each node says how many of
 //! its consecutive results had the same status (up, degraded or down: a run
 //! counts one class), and a node counts toward DOWN only after `confirmations`
-//! down results in a row, toward DEGRADED after as many degraded (or down)
-//! ones, toward UP only after `recovery_confirmations` ok results in a row. A node in between
+//! down results in a row, toward DEGRADED after as many failing ones (degraded
+//! or down, in any mix: `failing_run`), toward UP only after `recovery_confirmations` ok results in a row. A node in between
 //! votes for neither, and the state stays as it was. This keeps the rule
 //! independent of how the leader batches digests into entries.
 
@@ -85,6 +85,8 @@ pub struct NodeReport {
     /// Consecutive results with this same `status`, ≥ 1: a degraded result
     /// ends a run of downs and starts its own.
     pub run: u32,
+    /// Consecutive failing results, degraded or down in any mix.
+    pub failing_run: u32,
     /// State time (leader time) of the report.
     pub at_ms: u64,
 }
@@ -132,9 +134,8 @@ pub fn evaluate(
     let Some(need) = policy.quorum.needed(fresh.len()) else {
         return MonitorState::Unknown;
     };
-    let confirmed_failing = |r: &&&NodeReport| r.status.failing() && r.run >= policy.confirmations;
-    let down = fresh.iter().filter(confirmed_failing).filter(|r| r.status == CheckStatus::Down).count();
-    let failing = fresh.iter().filter(confirmed_failing).count();
+    let down = fresh.iter().filter(|r| r.status == CheckStatus::Down && r.run >= policy.confirmations).count();
+    let failing = fresh.iter().filter(|r| r.status.failing() && r.failing_run >= policy.confirmations).count();
     let up = fresh.iter().filter(|r| r.status == CheckStatus::Up && r.run >= policy.recovery_confirmations).count();
     if down >= need {
         MonitorState::Down
@@ -167,7 +168,12 @@ mod tests {
     }
 
     fn r(status: CheckStatus, run: u32) -> NodeReport {
-        NodeReport { status, run, at_ms: 1_000_000 }
+        NodeReport { status, run, failing_run: run, at_ms: 1_000_000 }
+    }
+
+    /// A failing report whose run of its own status is 1 after `failing` failures in a row.
+    fn flip(status: CheckStatus, failing: u32) -> NodeReport {
+        NodeReport { status, run: 1, failing_run: failing, at_ms: 1_000_000 }
     }
 
     #[test]
@@ -191,6 +197,8 @@ mod tests {
             ("count beyond reporters",         Count(4), S::Up, vec![r(D, 2), r(D, 2), r(D, 2)], S::Unknown),
             ("no reporters",                   Majority, S::Up, vec![], S::Unknown),
             ("first report up",                Majority, S::Unknown, vec![r(U, 1)], S::Up),
+            ("429/503 flapping is degraded",  Majority, S::Up, vec![flip(D, 6), flip(G, 7), r(U, 1)], S::Degraded),
+            ("one 503 after a 429 is no down", Majority, S::Up, vec![flip(D, 2), flip(D, 2), r(U, 1)], S::Degraded),
             ("not checked does not vote",      Majority, S::Up, vec![r(N, 9), r(N, 9), r(D, 2)], S::Down),
             ("nobody could check",             Majority, S::Up, vec![r(N, 9), r(N, 9), r(N, 9)], S::Unknown),
             ("not checked is not up",          Majority, S::Unknown, vec![r(N, 9), r(N, 9), r(D, 1)], S::Unknown),
@@ -204,8 +212,8 @@ mod tests {
     #[test]
     fn stale_reports_do_not_vote() {
         let p = policy(QuorumRule::Majority);
-        let old = NodeReport { status: D, run: 5, at_ms: 0 };
-        let fresh = NodeReport { status: U, run: 1, at_ms: 100_000 };
+        let old = NodeReport { status: D, run: 5, failing_run: 5, at_ms: 0 };
+        let fresh = NodeReport { status: U, run: 1, failing_run: 0, at_ms: 100_000 };
         // Two stale downs and one fresh up: the fresh reporter alone is the majority.
         assert_eq!(evaluate(S::Down, &[old, old, fresh], 100_000, &p, false), S::Up);
         // Nothing fresh at all.

@@ -980,6 +980,7 @@ mod tests {
                     failures: 1,
                     last_status: CheckStatus::Down,
                     run: 3,
+                    failing_run: 3,
                     last_error: "refused".into(),
                     latency: LatencyStats::default(),
                 }],

@@ -31,6 +31,7 @@ fn down(node: u64, seq: u64, monitor_id: u64, run: u32) -> Command {
                 failures: 1,
                 last_status: CheckStatus::Down,
                 run,
+                failing_run: run,
                 last_error: "refused".into(),
                 latency: LatencyStats::default(),
             }],
@@ -226,6 +227,7 @@ fn digest() -> impl Strategy<Value = Digest> {
                     failures,
                     last_status,
                     run,
+                    failing_run: run,
                     last_error,
                     latency,
                 })

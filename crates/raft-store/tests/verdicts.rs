@@ -50,6 +50,7 @@ impl Sm {
                 failures: failed,
                 last_status: status,
                 run,
+                failing_run: run,
                 last_error: if failed == 1 { "connection refused".into() } else { String::new() },
                 latency,
             }],
@@ -268,6 +269,7 @@ async fn checks_no_node_could_run_are_shown_and_end_in_a_no_data_incident_that_s
                     failures: 0,
                     last_status: CheckStatus::NotChecked,
                     run: 1 + minute as u32,
+                    failing_run: 1 + minute as u32,
                     last_error: "this node could not run the check: raw sockets need CAP_NET_RAW".into(),
                     latency: LatencyStats::default(),
                 }],
@@ -307,4 +309,58 @@ async fn degraded_alerts_by_opt_in_and_escalates_to_down() {
     assert_eq!(s.incidents().len(), 1, "one incident for one outage");
     s.all(T0 + 3000, loud, CheckStatus::Up).await;
     assert_eq!(s.incident(inc.id).state, IncidentState::Resolved);
+}
+
+/// Review of point 15: a reopened incident took a new outage's DOWN as a
+/// timeline line only, with no notification.
+#[tokio::test]
+async fn a_new_outage_on_a_reopened_incident_is_notified_again() {
+    let mut s = Sm::new();
+    let id = s.monitor("web", quick()).await;
+    s.all(T0 + 1000, id, CheckStatus::Down).await;
+    let inc = s.incidents()[0].id;
+    s.all(T0 + 2000, id, CheckStatus::Up).await;
+    let r = s.run(T0 + 3000, Command::Incident(IncidentCommand::Reopen { id: inc, by: "alice".into() })).await;
+    assert!(matches!(r, Response::Incident(_)), "{r:?}");
+    let r = s.run(T0 + 3500, Command::Incident(IncidentCommand::Acknowledge { id: inc, by: "alice".into() })).await;
+    assert!(matches!(r, Response::Incident(_)), "{r:?}");
+    let before = s.outbox().iter().filter(|(i, k)| *i == inc && *k == NotificationKind::Open).count();
+    s.all(T0 + 4000, id, CheckStatus::Down).await;
+    let after = s.outbox().iter().filter(|(i, k)| *i == inc && *k == NotificationKind::Open).count();
+    assert_eq!(after, before + 1, "the new outage was not notified");
+    assert_eq!(s.incident(inc).state, IncidentState::Triggered, "a new outage needs a new acknowledgement");
+}
+
+/// Review of point 16: pausing a monitor is the advice for silencing an
+/// outage, so a paused monitor's incident sends no reminders.
+#[tokio::test]
+async fn a_paused_monitor_sends_no_reminders_and_its_incident_can_then_be_resolved() {
+    let mut s = Sm::new();
+    let id = s.monitor("web", AlertPolicy { renotify_interval_ms: 10 * MIN, ..quick() }).await;
+    s.all(T0 + 1000, id, CheckStatus::Down).await;
+    let inc = s.incidents()[0].id;
+    s.run(T0 + 2000, Command::SetMonitorEnabled { id, enabled: false }).await;
+    for minute in 1..=30 {
+        s.run(T0 + minute * MIN, Command::Tick).await;
+    }
+    assert!(!s.outbox().iter().any(|(_, k)| *k == NotificationKind::Reminder), "{:?}", s.outbox());
+    let r = s.run(T0 + 31 * MIN, Command::Incident(IncidentCommand::Resolve { id: inc, by: "alice".into() })).await;
+    assert!(matches!(r, Response::Incident(_)), "{r:?}");
+}
+
+/// Review of point 14: turning the no-data alert off is the advice the
+/// refusal gives, so it must close the open no-data incident.
+#[tokio::test]
+async fn turning_the_no_data_alert_off_closes_its_incident() {
+    let mut s = Sm::new();
+    let id = s.monitor("web", AlertPolicy { no_data_after_ms: 5 * MIN, ..quick() }).await;
+    for minute in 1..=6 {
+        s.run(T0 + minute * MIN, Command::Tick).await;
+    }
+    let inc = s.incidents()[0].id;
+    let draft = support::draft("web", AlertPolicy { no_data_after_ms: 0, ..quick() });
+    let r = s.run(T0 + 7 * MIN, Command::UpdateMonitor { id, draft }).await;
+    assert!(matches!(r, Response::Monitor(_)), "{r:?}");
+    s.run(T0 + 8 * MIN, Command::Tick).await;
+    assert_eq!(s.incident(inc).state, IncidentState::Resolved);
 }

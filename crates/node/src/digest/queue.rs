@@ -185,6 +185,7 @@ impl DigestQueue {
                         m.failures += r.failures;
                         m.last_status = r.last_status;
                         m.run = r.run;
+                        m.failing_run = r.failing_run;
                         m.last_error.clone_from(&r.last_error);
                         merge_latency(&mut m.latency, &r.latency);
                     }

@@ -138,6 +138,12 @@ pub(super) async fn resolve(
 
 /// Connects to the first of `addrs` that answers on `port`. The connect time
 /// covers every attempt, as a client trying them in turn would see it.
+///
+/// Each attempt gets an equal share of what is left of the deadline, so one
+/// address that hangs does not use up the time of those after it. A local
+/// failure on one address (its family has no source address here, say) moves
+/// on to the next; it is the answer only when no address gave one about the
+/// target.
 pub(super) async fn connect(
     p: &Inner,
     addrs: &[IpAddr],
@@ -146,29 +152,30 @@ pub(super) async fn connect(
 ) -> Result<(TcpStream, SocketAddr, Duration), Failure> {
     let start = Instant::now();
     let mut last = None;
-    for ip in addrs {
+    let mut local_failure = None;
+    for (i, ip) in addrs.iter().enumerate() {
         let addr = SocketAddr::new(*ip, port);
         let source = p.config.source_addrs.iter().find(|s| s.is_ipv4() == ip.is_ipv4()).copied();
-        match timeout_at(deadline, connect_from(source, addr)).await {
+        let left = u32::try_from(addrs.len() - i).unwrap_or(u32::MAX).max(1);
+        let attempt_deadline = Instant::now() + deadline.saturating_duration_since(Instant::now()) / left;
+        match timeout_at(attempt_deadline, connect_from(source, addr)).await {
             // No TCP_NODELAY: a check writes its request in one call, which
             // Nagle never holds back, and the syscall is a tenth of a check's.
             Ok(Ok(stream)) => return Ok((stream, addr, start.elapsed())),
             Ok(Err(ConnectError::Bind(source, e))) => {
                 let cause = LocalCause::of(&e, true).unwrap_or(LocalCause::LocalAddress);
-                return Err(Failure::Local(local(
+                local_failure = Some(local(
                     cause,
                     format_args!(
                         "binding the configured source address {source} (probe.source_addrs) to connect to {addr}"
                     ),
                     &e,
-                )));
+                ));
             }
-            Ok(Err(ConnectError::Connect(e))) => {
-                if let Some(cause) = LocalCause::of(&e, false) {
-                    return Err(Failure::Local(local(cause, format_args!("connecting to {addr}"), &e)));
-                }
-                last = Some(connect_error(addr, &e))
-            }
+            Ok(Err(ConnectError::Connect(e))) => match LocalCause::of(&e, false) {
+                Some(cause) => local_failure = Some(local(cause, format_args!("connecting to {addr}"), &e)),
+                None => last = Some(connect_error(addr, &e)),
+            },
             Err(_) => {
                 last = Some(fail(
                     ErrorKind::Timeout,
@@ -181,7 +188,11 @@ pub(super) async fn connect(
             break;
         }
     }
-    Err(Failure::Target(last.unwrap_or_else(|| fail(ErrorKind::Connect, Phase::Connect, "no address to connect to"))))
+    match (last, local_failure) {
+        (Some(target), _) => Err(Failure::Target(target)),
+        (None, Some(local)) => Err(Failure::Local(local)),
+        (None, None) => Err(Failure::Target(fail(ErrorKind::Connect, Phase::Connect, "no address to connect to"))),
+    }
 }
 
 enum ConnectError {

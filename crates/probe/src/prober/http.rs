@@ -351,7 +351,9 @@ async fn read_body(ctx: &Ctx<'_>, mut body: Incoming, mut decoder: decode::Decod
                 buf.drain(..drop_to);
             }
         }
-        if seen >= cap || decoder.is_capped() {
+        // Capped only when bytes past the cap really exist: a body of exactly
+        // `cap` bytes is whole, so reading on at the cap asks for one more frame.
+        if take < frame.len() || decoder.is_capped() {
             capped = true;
             break;
         }

@@ -196,7 +196,7 @@ impl Apply<'_> {
             (IncidentCause::Degraded, Some(MonitorState::Degraded)) => {
                 Some(format!("monitor {} is still degraded; {hint}", m.name))
             }
-            (IncidentCause::NoData, Some(MonitorState::Unknown)) => {
+            (IncidentCause::NoData, Some(MonitorState::Unknown)) if m.policy.no_data_after_ms != 0 => {
                 Some(format!("still no data for monitor {}; {hint}, or turn its no-data alert off", m.name))
             }
             _ => None,

@@ -11,7 +11,7 @@ impl Apply<'_> {
         let monitor = Monitor::from_draft(id, draft, self.now);
         self.put_raw(MONITOR_NAMES, monitor.name.as_bytes(), &id_key(id))?;
         self.put(MONITORS, &id_key(id), &monitor)?;
-        let state = if monitor.enabled { MonitorState::Unknown } else { MonitorState::Maintenance };
+        let state = if monitor.enabled { MonitorState::Unknown } else { MonitorState::Paused };
         self.put(VERDICTS, &id_key(id), &Verdict { state, since_ms: self.now })?;
         Ok(Response::Monitor(monitor))
     }

@@ -24,7 +24,12 @@ impl Apply<'_> {
             }
             let Some(m) = inc.monitor_id.map(|id| self.monitor(id)).transpose()?.flatten() else { continue };
             let every = m.policy.renotify_interval_ms;
-            if every == 0 || self.now < inc.last_notified_at_ms.saturating_add(every) || self.in_maintenance(m.id)? {
+            // A paused monitor is silenced, as during maintenance.
+            if every == 0
+                || !m.enabled
+                || self.now < inc.last_notified_at_ms.saturating_add(every)
+                || self.in_maintenance(m.id)?
+            {
                 continue;
             }
             inc.last_notified_at_ms = self.now;

@@ -46,6 +46,7 @@ impl Apply<'_> {
         let obs = Observation {
             status: r.last_status,
             run: r.run.max(1),
+            failing_run: r.failing_run,
             at_ms: self.now,
             last_error: r.last_error.chars().take(500).collect(),
             latency_us,
@@ -80,7 +81,7 @@ impl Apply<'_> {
             let reports: Vec<NodeReport> = self
                 .scan::<Observation>(OBSERVATIONS, &id_key(m.id))?
                 .into_iter()
-                .map(|(_, o)| NodeReport { status: o.status, run: o.run, at_ms: o.at_ms })
+                .map(|(_, o)| NodeReport { status: o.status, run: o.run, failing_run: o.failing_run, at_ms: o.at_ms })
                 .collect();
             let maintenance = self.in_maintenance(m.id)?;
             quorum::evaluate(current.state, &reports, self.now, &m.verdict_policy(), maintenance)
@@ -91,6 +92,7 @@ impl Apply<'_> {
             }
             return Ok(());
         }
+        let was_failing = matches!(current.state, MonitorState::Down | MonitorState::Degraded);
         self.put(VERDICTS, &id_key(m.id), &Verdict { state: next, since_ms: self.now })?;
         tracing::info!(
             monitor = %m.name,
@@ -103,17 +105,22 @@ impl Apply<'_> {
         // Data again: a "no data" incident has done its job, whatever the data says.
         if let Some(inc) = &open {
             if inc.cause == IncidentCause::NoData && next != MonitorState::Unknown {
-                self.close_incident(inc.id, SYSTEM, &format!("reports resumed: {}", next.as_str()), true)?;
+                let why = match next {
+                    MonitorState::Paused => "monitor paused".to_string(),
+                    MonitorState::Maintenance => "maintenance window began".to_string(),
+                    other => format!("reports resumed: {}", other.as_str()),
+                };
+                self.close_incident(inc.id, SYSTEM, &why, m.policy.notify_on_recovery)?;
             }
         }
         match next {
             MonitorState::Down => {
                 let errors = self.down_summary(m.id)?;
-                self.confirmed_failing(m, IncidentCause::Down, &errors)?;
+                self.confirmed_failing(m, IncidentCause::Down, &errors, !was_failing)?;
             }
             MonitorState::Degraded if m.policy.alert_on_degraded => {
                 let errors = self.down_summary(m.id)?;
-                self.confirmed_failing(m, IncidentCause::Degraded, &errors)?;
+                self.confirmed_failing(m, IncidentCause::Degraded, &errors, !was_failing)?;
             }
             MonitorState::Up => {
                 if let Some(inc) = open.filter(|i| matches!(i.cause, IncidentCause::Down | IncidentCause::Degraded)) {
@@ -134,8 +141,11 @@ impl Apply<'_> {
     /// A confirmed DOWN (or DEGRADED, where the monitor alerts on it) always
     /// leaves a visible, notifiable mark: a new incident, or, when the verdict
     /// already has one open, an entry on its timeline, escalated and notified
-    /// when the failure is worse than what it was opened for.
-    fn confirmed_failing(&mut self, m: &Monitor, cause: IncidentCause, errors: &str) -> Result<()> {
+    /// when the failure is worse than what it was opened for, or when it is a
+    /// new outage (`fresh`: the monitor was not failing) that a reopened
+    /// incident would otherwise absorb in silence. An escalated or renewed
+    /// incident is triggered again, so reminders and acknowledgement start over.
+    fn confirmed_failing(&mut self, m: &Monitor, cause: IncidentCause, errors: &str, fresh: bool) -> Result<()> {
         let severity = match cause {
             IncidentCause::Down => Severity::Critical,
             _ => Severity::Minor,
@@ -157,10 +167,15 @@ impl Apply<'_> {
                 inc.severity = severity;
                 inc.record(self.event(SYSTEM, "severity", severity.as_str()));
             }
+        }
+        let notify = worse || fresh;
+        if notify {
+            inc.state = IncidentState::Triggered;
+            inc.acknowledged_at_ms = None;
             inc.last_notified_at_ms = self.now;
         }
         self.put(INCIDENTS, &id_key(inc.id), &inc)?;
-        if worse && !self.in_maintenance(m.id)? {
+        if notify && !self.in_maintenance(m.id)? {
             self.notify(&inc, Some(&m.policy), NotificationKind::Open)?;
         }
         Ok(())
@@ -170,7 +185,14 @@ impl Apply<'_> {
     /// since `since_ms` for longer than its bound, unless one is open already.
     fn no_data(&mut self, m: &Monitor, since_ms: u64) -> Result<()> {
         let after = m.policy.no_data_after_ms;
-        if !m.enabled || after == 0 || self.now.saturating_sub(since_ms) < after || self.in_maintenance(m.id)? {
+        if after == 0 {
+            // Turned off while one was open: the operator has said no data is fine.
+            if let Some(inc) = self.verdict_incident(m.id)?.filter(|i| i.cause == IncidentCause::NoData) {
+                self.close_incident(inc.id, SYSTEM, "no-data alert turned off", m.policy.notify_on_recovery)?;
+            }
+            return Ok(());
+        }
+        if !m.enabled || self.now.saturating_sub(since_ms) < after || self.in_maintenance(m.id)? {
             return Ok(());
         }
         if self.get::<u64>(OPEN_INCIDENTS, &id_key(m.id))?.is_some() {
