@@ -116,9 +116,12 @@ async fn mark_stale(State(state): State<AppState>, req: Request, next: Next) -> 
     let read = req.method() == axum::http::Method::GET
         && req.uri().path().starts_with("/api/v1/")
         && !req.uri().path().starts_with("/api/v1/cluster");
-    let mut response = next.run(req).await;
+    // Judged once per request, so the header and the body's `stale` field
+    // always agree, even when a leader is lost or found mid-request.
+    let stale = state.cluster.staleness();
+    let mut response = STALE.scope(stale.clone(), next.run(req)).await;
     if read && response.status().is_success() {
-        if let Some(stale) = state.cluster.staleness() {
+        if let Some(stale) = stale {
             let age = format!("{:.1}s", stale.age_ms as f64 / 1000.0);
             if let Ok(v) = axum::http::HeaderValue::from_str(&age) {
                 response.headers_mut().insert(STALE_HEADER, v);
@@ -137,8 +140,14 @@ struct Marked<T> {
     stale: Option<StaleView>,
 }
 
+tokio::task_local! {
+    /// This request's staleness, as [`mark_stale`] judged it.
+    static STALE: Option<StaleView>;
+}
+
 fn marked<T>(cluster: &Cluster, view: T) -> Marked<T> {
-    Marked { view, stale: cluster.staleness() }
+    let stale = STALE.try_with(Clone::clone).unwrap_or_else(|_| cluster.staleness());
+    Marked { view, stale }
 }
 
 /// `Json<T>` whose rejections use the error envelope.
