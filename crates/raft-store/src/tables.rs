@@ -25,6 +25,9 @@ pub const VERDICTS: Table = TableDefinition::new("verdicts");
 pub const INCIDENTS: Table = TableDefinition::new("incidents");
 /// monitor id → open incident id (at most one per monitor)
 pub const OPEN_INCIDENTS: Table = TableDefinition::new("open_incidents");
+/// (monitor id, incident id) → nothing: open declared incidents tied to a
+/// monitor, which the verdict's slot does not hold (reminders, deletion)
+pub const DECLARED_OPEN: Table = TableDefinition::new("declared_open");
 /// window id → MaintenanceWindow
 pub const MAINTENANCE: Table = TableDefinition::new("maintenance");
 /// (monitor id, level, bucket start) → Bucket
@@ -40,7 +43,7 @@ pub const REQUESTS: Table = TableDefinition::new("requests");
 pub const REQUEST_TIMES: Table = TableDefinition::new("request_times");
 
 /// Every domain table, in the order snapshots and the state hash list them.
-pub const TABLES: [Table; 14] = [
+pub const TABLES: [Table; 15] = [
     COUNTERS,
     MONITORS,
     MONITOR_NAMES,
@@ -55,6 +58,7 @@ pub const TABLES: [Table; 14] = [
     DIGEST_SEQS,
     REQUESTS,
     REQUEST_TIMES,
+    DECLARED_OPEN,
 ];
 
 pub fn id_key(id: u64) -> [u8; 8] {

@@ -364,3 +364,19 @@ async fn turning_the_no_data_alert_off_closes_its_incident() {
     s.run(T0 + 8 * MIN, Command::Tick).await;
     assert_eq!(s.incident(inc).state, IncidentState::Resolved);
 }
+
+/// Review of point 15: once declared incidents left the verdict's slot they
+/// lost their reminders, and deleting their monitor left them open for good.
+#[tokio::test]
+async fn a_declared_incident_is_reminded_and_closed_with_its_monitor() {
+    let mut s = Sm::new();
+    let id = s.monitor("web", AlertPolicy { renotify_interval_ms: 10 * MIN, ..quick() }).await;
+    let declared = s.declare(T0 + 1000, id, Severity::Major).await;
+    for minute in 1..=25 {
+        s.run(T0 + minute * MIN, Command::Tick).await;
+    }
+    let reminders = s.outbox().iter().filter(|(i, k)| *i == declared && *k == NotificationKind::Reminder).count();
+    assert_eq!(reminders, 2, "{:?}", s.outbox());
+    s.run(T0 + 26 * MIN, Command::DeleteMonitor { id }).await;
+    assert_eq!(s.incident(declared).state, IncidentState::Resolved, "its monitor is gone");
+}

@@ -33,8 +33,10 @@ impl Apply<'_> {
         };
         self.put(INCIDENTS, &id_key(id), &inc)?;
         tracing::info!(incident_id = id, monitor_id = ?inc.monitor_id, cause = cause.as_str(), title = %inc.title, "incident opened");
-        if let Some(m) = monitor.filter(|_| cause != IncidentCause::Declared) {
-            self.put(OPEN_INCIDENTS, &id_key(m.id), &id)?;
+        match monitor {
+            Some(m) if cause == IncidentCause::Declared => self.put(DECLARED_OPEN, &pair_key(m.id, id), &())?,
+            Some(m) => self.put(OPEN_INCIDENTS, &id_key(m.id), &id)?,
+            None => {}
         }
         let silenced = match monitor {
             Some(m) => self.in_maintenance(m.id)?,
@@ -73,6 +75,7 @@ impl Apply<'_> {
                 if self.get::<u64>(OPEN_INCIDENTS, &id_key(m))? == Some(id) {
                     self.del(OPEN_INCIDENTS, &id_key(m))?;
                 }
+                self.del(DECLARED_OPEN, &pair_key(m, id))?;
                 self.monitor(m)?
             }
             None => None,
@@ -146,6 +149,9 @@ impl Apply<'_> {
             IncidentCommand::Reopen { by, .. } => {
                 if inc.state != IncidentState::Resolved {
                     return reject(Rejection::conflict("state", format!("incident {id} is not resolved")));
+                }
+                if let Some(m) = inc.monitor_id.filter(|_| inc.cause == IncidentCause::Declared) {
+                    self.put(DECLARED_OPEN, &pair_key(m, id), &())?;
                 }
                 if let Some(m) = inc.monitor_id.filter(|_| inc.cause != IncidentCause::Declared) {
                     if let Some(open) = self.get::<u64>(OPEN_INCIDENTS, &id_key(m))? {

@@ -59,6 +59,9 @@ impl Apply<'_> {
         if let Some(incident_id) = self.get::<u64>(OPEN_INCIDENTS, &id_key(id))? {
             self.close_incident(incident_id, SYSTEM, "monitor deleted", false)?;
         }
+        for (k, ()) in self.scan::<()>(DECLARED_OPEN, &id_key(id))? {
+            self.close_incident(read_u64(&k[8..]), SYSTEM, "monitor deleted", false)?;
+        }
         self.del(MONITORS, &id_key(id))?;
         self.del(MONITOR_NAMES, m.name.as_bytes())?;
         self.del(VERDICTS, &id_key(id))?;

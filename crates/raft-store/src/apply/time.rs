@@ -17,7 +17,10 @@ impl Apply<'_> {
     }
 
     pub(super) fn reminders(&mut self) -> Result<()> {
-        for (_, incident_id) in self.scan::<u64>(OPEN_INCIDENTS, &[])? {
+        let declared = self.scan::<()>(DECLARED_OPEN, &[])?.into_iter().map(|(k, _)| read_u64(&k[8..]));
+        let open: Vec<u64> =
+            self.scan::<u64>(OPEN_INCIDENTS, &[])?.into_iter().map(|(_, id)| id).chain(declared).collect();
+        for incident_id in open {
             let Some(mut inc) = self.get::<Incident>(INCIDENTS, &id_key(incident_id))? else { continue };
             if inc.state != IncidentState::Triggered {
                 continue;
