@@ -194,6 +194,9 @@ pub struct Stats {
     pub skipped_overlap: u64,
     /// Grid slots skipped because the scheduler was more than an interval behind.
     pub skipped_behind: u64,
+    /// Grid slots that came due while the prompt first run (after a create or
+    /// an edit) was under way, and are served by its report.
+    pub served_by_prompt: u64,
     /// Runs whose timeout passed in an endpoint queue while the endpoint
     /// answered nothing, reported as a timeout.
     pub queue_timeouts: u64,
@@ -561,6 +564,7 @@ impl<E: Execute> Scheduler<E> {
                 RunState::Queued(_) | RunState::Running if on_grid && slot.prompt_in_flight => {
                     // Served by the prompt run under way (see `prompt_in_flight`).
                     slot.prompt_in_flight = false;
+                    self.stats.served_by_prompt += 1;
                     self.reschedule(id, now);
                 }
                 RunState::Queued(_) | RunState::Running => {
