@@ -52,24 +52,8 @@ impl Sm {
     /// Node `node` reports `status` with a run of `run` for monitor `id` at `at`.
     async fn report(&mut self, at: u64, node: u64, id: u64, status: CheckStatus, run: u32) -> Response {
         self.seqs[node as usize] += 1;
-        let mut latency = LatencyStats::default();
-        latency.record(12_000);
-        let failed = u64::from(status != CheckStatus::Up);
-        let digest = Digest {
-            seq: self.seqs[node as usize],
-            coalesced: 0,
-            results: vec![MonitorResult {
-                monitor_id: id,
-                checks: 1,
-                failures: failed,
-                last_status: status,
-                run,
-                failing_run: run,
-                last_error: if failed == 1 { "connection refused".into() } else { String::new() },
-                latency,
-            }],
-        };
-        self.run(at, Command::Digests { node_id: node, digests: vec![digest] }).await
+        let seq = self.seqs[node as usize];
+        self.run(at, support::digest(node, seq, vec![support::result(id, status, run)])).await
     }
 
     fn state(&self, id: u64) -> MonitorState {

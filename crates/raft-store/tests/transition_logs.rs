@@ -9,9 +9,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use support::Store;
-use uptime_raft_store::history::LatencyStats;
 use uptime_raft_store::quorum::CheckStatus;
-use uptime_raft_store::{AlertPolicy, Command, Digest, MonitorResult, Response};
+use uptime_raft_store::{AlertPolicy, Command, Response};
 
 #[derive(Clone, Default)]
 struct Lines(Arc<Mutex<Vec<u8>>>);
@@ -41,18 +40,7 @@ async fn transitions_and_incidents_are_logged_at_info() {
         panic!()
     };
     for (seq, status) in [(1, CheckStatus::Down), (2, CheckStatus::Up)] {
-        let result = MonitorResult {
-            monitor_id: m.id,
-            checks: 1,
-            failures: u64::from(status == CheckStatus::Down),
-            last_status: status,
-            run: 1,
-            failing_run: 1,
-            last_error: "connection refused".into(),
-            latency: LatencyStats::default(),
-        };
-        let digests = vec![Digest { seq, coalesced: 0, results: vec![result] }];
-        s.run(1_000 + seq * 10_000, Command::Digests { node_id: 1, digests }).await;
+        s.run(1_000 + seq * 10_000, support::digest(1, seq, vec![support::result(m.id, status, 1)])).await;
     }
     let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
     let info: Vec<&str> = text.lines().filter(|l| l.contains(" INFO ")).collect();

@@ -8,8 +8,7 @@ use support::Store;
 use uptime_raft_store::history::{LatencyStats, Level};
 use uptime_raft_store::quorum::{CheckStatus, MonitorState};
 use uptime_raft_store::{
-    AlertPolicy, Command, Digest, IncidentCommand, IncidentState, MonitorResult, NotificationKind, Response, Schedule,
-    Severity,
+    AlertPolicy, Command, IncidentCommand, IncidentState, MonitorResult, NotificationKind, Response, Schedule, Severity,
 };
 
 const MIN: u64 = 60_000;
@@ -38,24 +37,8 @@ impl Sm {
 
     async fn report(&mut self, at: u64, node: u64, id: u64, status: CheckStatus, run: u32) {
         self.seqs[node as usize] += 1;
-        let mut latency = LatencyStats::default();
-        latency.record(12_000);
-        let failed = u64::from(status != CheckStatus::Up);
-        let digest = Digest {
-            seq: self.seqs[node as usize],
-            coalesced: 0,
-            results: vec![MonitorResult {
-                monitor_id: id,
-                checks: 1,
-                failures: failed,
-                last_status: status,
-                run,
-                failing_run: run,
-                last_error: if failed == 1 { "connection refused".into() } else { String::new() },
-                latency,
-            }],
-        };
-        let r = self.run(at, Command::Digests { node_id: node, digests: vec![digest] }).await;
+        let seq = self.seqs[node as usize];
+        let r = self.run(at, support::digest(node, seq, vec![support::result(id, status, run)])).await;
         assert!(matches!(r, Response::Digests { .. }), "{r:?}");
     }
 
@@ -260,21 +243,14 @@ async fn checks_no_node_could_run_are_shown_and_end_in_a_no_data_incident_that_s
     for minute in 0..=6 {
         for n in 1..=3 {
             s.seqs[n as usize] += 1;
-            let digest = Digest {
-                seq: s.seqs[n as usize],
-                coalesced: 0,
-                results: vec![MonitorResult {
-                    monitor_id: id,
-                    checks: 0,
-                    failures: 0,
-                    last_status: CheckStatus::NotChecked,
-                    run: 1 + minute as u32,
-                    failing_run: 1 + minute as u32,
-                    last_error: "this node could not run the check: raw sockets need CAP_NET_RAW".into(),
-                    latency: LatencyStats::default(),
-                }],
+            let not_checked = MonitorResult {
+                checks: 0,
+                failures: 0,
+                last_error: "this node could not run the check: raw sockets need CAP_NET_RAW".into(),
+                latency: LatencyStats::default(),
+                ..support::result(id, CheckStatus::NotChecked, 1 + minute as u32)
             };
-            s.run(T0 + 1000 + minute * MIN, Command::Digests { node_id: n, digests: vec![digest] }).await;
+            s.run(T0 + 1000 + minute * MIN, support::digest(n, s.seqs[n as usize], vec![not_checked])).await;
         }
         s.run(T0 + 1000 + minute * MIN, Command::Tick).await;
     }

@@ -5,8 +5,12 @@
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use uptime_probe::CheckSpec;
+use uptime_raft_store::history::LatencyStats;
+use uptime_raft_store::quorum::CheckStatus;
 use uptime_raft_store::typ::Entry;
-use uptime_raft_store::{AlertPolicy, Command, MonitorDraft, Request, Response, StateMachineStore};
+use uptime_raft_store::{
+    AlertPolicy, Command, Digest, MonitorDraft, MonitorResult, Request, Response, StateMachineStore,
+};
 
 /// A state machine in a temporary directory, fed one entry at a time.
 pub struct Store {
@@ -57,4 +61,27 @@ pub fn draft(name: &str, policy: AlertPolicy) -> MonitorDraft {
         tags: vec![],
         policy,
     }
+}
+
+/// One node's result for monitor `id`: one check with `status` after a run
+/// (and failing run) of `run`, "connection refused" when it failed, 12 ms.
+pub fn result(id: u64, status: CheckStatus, run: u32) -> MonitorResult {
+    let mut latency = LatencyStats::default();
+    latency.record(12_000);
+    let failed = u64::from(status != CheckStatus::Up);
+    MonitorResult {
+        monitor_id: id,
+        checks: 1,
+        failures: failed,
+        last_status: status,
+        run,
+        failing_run: run,
+        last_error: if failed == 1 { "connection refused".into() } else { String::new() },
+        latency,
+    }
+}
+
+/// Digest `seq` from node `node_id`, holding `results`.
+pub fn digest(node_id: u64, seq: u64, results: Vec<MonitorResult>) -> Command {
+    Command::Digests { node_id, digests: vec![Digest { seq, coalesced: 0, results }] }
 }
