@@ -19,11 +19,13 @@
 //! `maintenance`, `notify` (the outbox), `time` (ticks: staleness, reminders,
 //! retention) and `requests` (idempotency keys).
 
+mod channels;
 mod incidents;
 mod maintenance;
 mod members;
 mod monitors;
 mod notify;
+mod outbox;
 mod requests;
 mod time;
 mod verdicts;
@@ -36,12 +38,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::codec;
-use crate::command::{Command, IncidentCommand, Rejection, Response, IDEMPOTENCY_WINDOW_MS};
+use crate::command::{
+    Command, IncidentCommand, OutboxCommand, Rejection, Response, Settlement, IDEMPOTENCY_WINDOW_MS, MAX_ATTEMPTS,
+    MAX_RETRY_MS, MIN_RETRY_MS,
+};
 use crate::error::{db, Error};
 use crate::history::{Bucket, Level, Retention};
 use crate::model::{
-    AlertPolicy, Digest, Incident, IncidentCause, IncidentState, MaintenanceWindow, Monitor, MonitorDraft,
-    MonitorResult, Notification, NotificationKind, NotificationState, Observation, Severity, TimelineEvent, Verdict,
+    AlertPolicy, Channel, Delivery, DeliveryOutcome, Digest, Incident, IncidentCause, IncidentState, MaintenanceWindow,
+    Monitor, MonitorDraft, MonitorResult, Notification, NotificationKind, NotificationState, Observation, Severity,
+    TimelineEvent, Verdict,
 };
 use crate::quorum::{self, CheckStatus, MonitorState, NodeReport, QuorumRule};
 use crate::tables::*;
@@ -65,6 +71,9 @@ pub(crate) struct Apply<'t> {
     /// opening a redb table per access costs more than the access.
     tables: Vec<redb::Table<'t, &'static [u8], &'static [u8]>>,
     pub now: u64,
+    /// The log id of the entry being applied: a claim records it as its
+    /// fencing token. None outside a log entry (tests that apply directly).
+    pub log_id: Option<crate::typ::LogId>,
     /// Decoded rows read in this transaction, dropped on any write to their
     /// table: a digest entry touches each monitor once per node.
     monitors: std::cell::RefCell<HashMap<u64, Option<Monitor>>>,
@@ -92,6 +101,7 @@ impl<'t> Apply<'t> {
         let mut a = Apply {
             tables,
             now: 0,
+            log_id: None,
             monitors: Default::default(),
             windows: Default::default(),
             buckets: HashMap::new(),
@@ -245,6 +255,10 @@ impl<'t> Apply<'t> {
                 self.create_maintenance(name, monitors, *all_monitors, schedule)
             }
             Command::DeleteMaintenance { id } => self.delete_maintenance(*id),
+            Command::PutChannel { name, spec, default, create } => self.put_channel(name, spec, *default, *create),
+            Command::DeleteChannel { name } => self.delete_channel(name),
+            Command::Outbox(OutboxCommand::Claim { ids }) => self.claim(ids),
+            Command::Outbox(OutboxCommand::Settle { results }) => self.settle(results),
         }
     }
 }

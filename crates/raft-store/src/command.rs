@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Digest, Incident, MaintenanceWindow, Monitor, MonitorDraft, Schedule, Severity};
+use crate::model::{Channel, Digest, Incident, MaintenanceWindow, Monitor, MonitorDraft, Schedule, Severity};
 
 /// The application payload of a log entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +62,56 @@ pub enum Command {
         key: String,
         command: Box<Command>,
     },
+    /// Creates (`create`: refused if the name exists) or replaces a channel.
+    PutChannel {
+        name: String,
+        spec: uptime_notify::ChannelSpec,
+        default: bool,
+        create: bool,
+    },
+    /// Refused while a monitor names the channel.
+    DeleteChannel {
+        name: String,
+    },
+    /// The leader's dispatcher: the fencing protocol's claims and outcomes.
+    Outbox(OutboxCommand),
 }
+
+/// The dispatcher's writes (DESIGN.md, "Alert fencing"). Both are batches, so a
+/// storm of notifications costs two log round trips per batch, not per record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutboxCommand {
+    /// Claims the records for one attempt each under this entry's log id (the
+    /// fencing token). A record already sent or dead is left alone; one
+    /// claimed by an earlier entry with no outcome gets an `Interrupted`
+    /// delivery and the new claim.
+    Claim { ids: Vec<u64> },
+    /// Records the outcomes of attempts; one whose claim is no longer the
+    /// record's current claim is ignored (a deposed leader's late report).
+    Settle { results: Vec<Settlement> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settlement {
+    pub id: u64,
+    /// The index of the claim the attempt ran under.
+    pub claim_index: u64,
+    pub outcome: crate::model::DeliveryOutcome,
+    pub status: Option<u16>,
+    pub error: String,
+    /// After a failure: how long until the next attempt (the dispatcher adds
+    /// the jitter; apply clamps it to [`MIN_RETRY_MS`]..=[`MAX_RETRY_MS`]).
+    pub retry_after_ms: u64,
+    pub took_ms: u64,
+}
+
+/// Attempts per notification before it is dead.
+pub const MAX_ATTEMPTS: u32 = 8;
+pub const MIN_RETRY_MS: u64 = 500;
+pub const MAX_RETRY_MS: u64 = 3_600_000;
+/// Records per claim or settle entry.
+pub const MAX_OUTBOX_BATCH: usize = 4096;
+const MAX_DELIVERY_ERROR: usize = 1024;
 
 /// How long apply remembers an idempotency key, in state time.
 pub const IDEMPOTENCY_WINDOW_MS: u64 = 10 * 60_000;
@@ -97,6 +146,20 @@ pub enum Response {
     },
     Rejected(Rejection),
     Batch(Vec<Response>),
+    /// A channel as stored, secrets included: the API shows it redacted.
+    Channel(Channel),
+    /// The records this claim took, and the claim's log id (the fencing token).
+    Claimed {
+        term: u64,
+        node_id: u64,
+        index: u64,
+        ids: Vec<u64>,
+    },
+    /// Outcomes recorded, and those ignored as no longer current.
+    Settled {
+        applied: u64,
+        stale: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,7 +280,11 @@ impl Command {
                 non_empty("idempotency_key", key, MAX_KEY_LEN)?;
                 if matches!(
                     **command,
-                    Command::Idempotent { .. } | Command::Batch(_) | Command::Digests { .. } | Command::Tick
+                    Command::Idempotent { .. }
+                        | Command::Batch(_)
+                        | Command::Digests { .. }
+                        | Command::Tick
+                        | Command::Outbox(_)
                 ) {
                     return Err(Rejection::invalid(
                         "idempotency_key",
@@ -225,6 +292,26 @@ impl Command {
                     ));
                 }
                 command.validate()
+            }
+            Command::PutChannel { name, spec, .. } => {
+                channel_name(name)?;
+                spec.validate().map_err(|e| Rejection::invalid(e.field, e.message))
+            }
+            Command::DeleteChannel { name } => channel_name(name),
+            Command::Outbox(OutboxCommand::Claim { ids }) => {
+                if ids.is_empty() || ids.len() > MAX_OUTBOX_BATCH {
+                    return Err(Rejection::invalid("ids", format!("must hold 1 to {MAX_OUTBOX_BATCH} records")));
+                }
+                Ok(())
+            }
+            Command::Outbox(OutboxCommand::Settle { results }) => {
+                if results.is_empty() || results.len() > MAX_OUTBOX_BATCH {
+                    return Err(Rejection::invalid("results", format!("must hold 1 to {MAX_OUTBOX_BATCH} outcomes")));
+                }
+                if results.iter().any(|r| r.error.len() > MAX_DELIVERY_ERROR) {
+                    return Err(Rejection::invalid("error", format!("longer than {MAX_DELIVERY_ERROR} bytes")));
+                }
+                Ok(())
             }
             Command::CreateMaintenance { name, monitors, all_monitors, schedule } => {
                 non_empty("name", name, 200)?;
@@ -247,6 +334,19 @@ impl Command {
             }
         }
     }
+}
+
+/// A channel name: 1 to 64 bytes of letters, digits, `-`, `_` and `.`, not all
+/// digits (so a list `a,b` and the CLI's arguments read it unambiguously).
+pub fn channel_name(name: &str) -> Result<(), Rejection> {
+    let ok_chars = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if name.is_empty() || name.len() > 64 || !ok_chars {
+        return Err(Rejection::invalid("name", "must be 1 to 64 letters, digits, '-', '_' or '.'"));
+    }
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Rejection::invalid("name", "must not be all digits"));
+    }
+    Ok(())
 }
 
 impl IncidentCommand {

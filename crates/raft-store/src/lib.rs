@@ -39,15 +39,16 @@ mod types;
 
 pub use command::IncidentCommand;
 pub use command::{
-    Command, RejectCode, Rejection, Request, Response, IDEMPOTENCY_WINDOW_MS, MAX_BATCH, MAX_ENTRY_BYTES,
+    channel_name, Command, OutboxCommand, RejectCode, Rejection, Request, Response, Settlement, IDEMPOTENCY_WINDOW_MS,
+    MAX_ATTEMPTS, MAX_BATCH, MAX_ENTRY_BYTES, MAX_OUTBOX_BATCH, MAX_RETRY_MS, MIN_RETRY_MS,
 };
 pub use error::Error;
 pub use floor::SnapshotFloor;
 pub use log_store::{begin_durable, refuse_empty_file, LogStore, DEFAULT_LOG_CACHE};
 pub use model::{
-    AlertPolicy, Digest, Incident, IncidentCause, IncidentState, MaintenanceWindow, Monitor, MonitorDraft,
-    MonitorResult, Notification, NotificationKind, NotificationState, Observation, Schedule, Severity, TimelineEvent,
-    Verdict, DEFAULT_NO_DATA_MS, MAX_TIMELINE, MIN_TIMEOUT_MS,
+    AlertPolicy, Channel, Delivery, DeliveryOutcome, Digest, Incident, IncidentCause, IncidentState, MaintenanceWindow,
+    Monitor, MonitorDraft, MonitorResult, Notification, NotificationKind, NotificationState, Observation, Schedule,
+    Severity, TimelineEvent, Verdict, DEFAULT_NO_DATA_MS, MAX_TIMELINE, MIN_TIMEOUT_MS,
 };
 pub use snapshot::SnapshotFile;
 pub use state_machine::{StateHash, StateMachineStore, StateReader, DEFAULT_STATE_CACHE};

@@ -40,7 +40,7 @@ pub struct AlertPolicy {
     pub notify_on_recovery: bool,
     /// Remind while an incident stays unacknowledged; 0 = never.
     pub renotify_interval_ms: u64,
-    /// Channel names; empty = the cluster's default channels.
+    /// Channels notified besides the cluster's default channels.
     pub channels: Vec<String>,
     /// A verdict of UNKNOWN (no node reports a check it ran) for this long
     /// opens a "no data" incident; 0 = never.
@@ -48,6 +48,8 @@ pub struct AlertPolicy {
     pub no_data_severity: Severity,
     /// A DEGRADED verdict opens an incident (minor) too; DOWN always does.
     pub alert_on_degraded: bool,
+    /// The cluster's default channels are notified too (unless the monitor opts out).
+    pub default_channels: bool,
 }
 
 /// No data for this long opens an incident, unless the monitor says otherwise.
@@ -65,6 +67,7 @@ impl Default for AlertPolicy {
             no_data_after_ms: DEFAULT_NO_DATA_MS,
             no_data_severity: Severity::Minor,
             alert_on_degraded: false,
+            default_channels: true,
         }
     }
 }
@@ -350,12 +353,102 @@ pub enum NotificationState {
         node_id: u64,
         index: u64,
     },
+    /// Delivered (the receiver answered with success).
     Sent,
+    /// The last attempt failed; the next is due at `next_at_ms` (state time).
     Failed {
         attempts: u32,
         next_at_ms: u64,
     },
+    /// Given up: the attempt cap was reached, or it can never be delivered.
     Dead,
+}
+
+impl NotificationState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NotificationState::Pending => "pending",
+            NotificationState::Claimed { .. } => "claimed",
+            NotificationState::Sent => "sent",
+            NotificationState::Failed { .. } => "failed",
+            NotificationState::Dead => "dead",
+        }
+    }
+
+    /// Sent or dead: nothing more happens to it.
+    pub fn is_final(&self) -> bool {
+        matches!(self, NotificationState::Sent | NotificationState::Dead)
+    }
+}
+
+impl NotificationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::Open => "open",
+            NotificationKind::Resolve => "resolve",
+            NotificationKind::Reminder => "reminder",
+        }
+    }
+}
+
+/// A notification channel as the replicated state keeps it, secrets included:
+/// every read path shows [`ChannelSpec::redacted`] instead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    pub name: String,
+    pub spec: uptime_notify::ChannelSpec,
+    /// Notified for every monitor that does not opt out of default channels.
+    pub default: bool,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+/// How one delivery attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryOutcome {
+    /// The receiver answered with success.
+    Sent,
+    /// The receiver refused, failed or could not be reached.
+    Failed,
+    /// The leader's lease ran out before the send finished: left to a retry.
+    Abandoned,
+    /// It can never be delivered (its channel is gone): the record is dead at once.
+    Undeliverable,
+    /// The claim's leader recorded no outcome (it crashed or lost leadership
+    /// mid-send); found when the record was claimed again. The receiver may
+    /// have it already: the retry carries the same idempotency key.
+    Interrupted,
+}
+
+impl DeliveryOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Sent => "sent",
+            DeliveryOutcome::Failed => "failed",
+            DeliveryOutcome::Abandoned => "abandoned",
+            DeliveryOutcome::Undeliverable => "undeliverable",
+            DeliveryOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// One attempt to deliver a notification, under the claim (fencing token) it ran with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// State time the outcome was recorded.
+    pub at_ms: u64,
+    pub term: u64,
+    pub node_id: u64,
+    pub index: u64,
+    pub outcome: DeliveryOutcome,
+    /// The receiver's HTTP status, when it answered over HTTP.
+    pub status: Option<u16>,
+    /// Why it failed (secrets scrubbed); empty on success.
+    pub error: String,
+    /// How long the send took, in milliseconds (0 when not measured).
+    pub took_ms: u64,
 }
 
 /// A record in the notification outbox; the leader's dispatcher delivers it.
@@ -363,7 +456,8 @@ pub enum NotificationState {
 pub struct Notification {
     pub id: u64,
     pub incident_id: u64,
-    /// None = the cluster's default channels.
+    /// The channel, resolved when the record was written. None only in records
+    /// written before channels existed: they cannot be delivered.
     pub channel: Option<String>,
     pub kind: NotificationKind,
     pub state: NotificationState,

@@ -44,7 +44,7 @@ use crate::command::Response;
 use crate::error::{db, Error};
 use crate::floor::SnapshotFloor;
 use crate::history::{Bucket, Level};
-use crate::model::{Incident, MaintenanceWindow, Monitor, Notification, Observation, Verdict};
+use crate::model::{Channel, Delivery, Incident, MaintenanceWindow, Monitor, Notification, Observation, Verdict};
 use crate::quorum::MonitorState;
 use crate::snapshot::{self, Reader, Record, SnapshotFile};
 use crate::tables::{self, id_key, read_u64, Table, TABLES};
@@ -265,6 +265,7 @@ impl StateMachineStore {
                     EntryPayload::Normal(request) => {
                         failpoint_fail_apply(&request.command)?;
                         apply.advance_clock(request.at_ms)?;
+                        apply.log_id = Some(entry.log_id);
                         match without_strangers(&request.command, &members) {
                             Some(command) => apply.command(&command)?,
                             None => apply.command(&request.command)?,
@@ -835,6 +836,39 @@ impl StateReader {
 
     pub fn outbox(&self) -> Result<Vec<Notification>, Error> {
         Ok(self.scan::<Notification>(tables::OUTBOX, &[])?.into_iter().map(|(_, n)| n).collect())
+    }
+
+    /// Records not yet sent or dead, in id order: what the dispatcher works on.
+    pub fn outbox_due(&self) -> Result<Vec<Notification>, Error> {
+        let mut out = Vec::new();
+        for (k, ()) in self.scan::<()>(tables::OUTBOX_DUE, &[])? {
+            if let Some(n) = self.get::<Notification>(tables::OUTBOX, &k)? {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn notification(&self, id: u64) -> Result<Option<Notification>, Error> {
+        self.get(tables::OUTBOX, &id_key(id))
+    }
+
+    /// The attempts to deliver notification `id`, first first.
+    pub fn deliveries(&self, id: u64) -> Result<Vec<Delivery>, Error> {
+        Ok(self.scan::<Delivery>(tables::DELIVERIES, &id_key(id))?.into_iter().map(|(_, d)| d).collect())
+    }
+
+    /// An incident's notifications, in id order.
+    pub fn incident_notifications(&self, incident_id: u64) -> Result<Vec<Notification>, Error> {
+        Ok(self.outbox()?.into_iter().filter(|n| n.incident_id == incident_id).collect())
+    }
+
+    pub fn list_channels(&self) -> Result<Vec<Channel>, Error> {
+        Ok(self.scan::<Channel>(tables::CHANNELS, &[])?.into_iter().map(|(_, c)| c).collect())
+    }
+
+    pub fn get_channel(&self, name: &str) -> Result<Option<Channel>, Error> {
+        self.get(tables::CHANNELS, name.as_bytes())
     }
 
     /// History buckets of one level with a start in [from_ms, to_ms), as (start, bucket).

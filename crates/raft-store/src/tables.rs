@@ -42,8 +42,16 @@ pub const REQUESTS: Table = TableDefinition::new("requests");
 /// (state time, key) → nothing: the order in which keys expire
 pub const REQUEST_TIMES: Table = TableDefinition::new("request_times");
 
+/// channel name → Channel
+pub const CHANNELS: Table = TableDefinition::new("channels");
+/// (notification id, attempt) → Delivery
+pub const DELIVERIES: Table = TableDefinition::new("deliveries");
+/// notification id → nothing: records not yet sent or dead, which the
+/// dispatcher scans instead of the whole outbox
+pub const OUTBOX_DUE: Table = TableDefinition::new("outbox_due");
+
 /// Every domain table, in the order snapshots and the state hash list them.
-pub const TABLES: [Table; 15] = [
+pub const TABLES: [Table; 18] = [
     COUNTERS,
     MONITORS,
     MONITOR_NAMES,
@@ -59,6 +67,9 @@ pub const TABLES: [Table; 15] = [
     REQUESTS,
     REQUEST_TIMES,
     DECLARED_OPEN,
+    CHANNELS,
+    DELIVERIES,
+    OUTBOX_DUE,
 ];
 
 pub fn id_key(id: u64) -> [u8; 8] {

@@ -42,7 +42,12 @@ impl Sm {
         self.sm.apply(vec![entry]).await.unwrap().pop().unwrap()
     }
 
+    /// Creates a monitor; the first also creates a default channel, so that
+    /// incidents queue notifications.
     async fn monitor(&mut self, name: &str, policy: AlertPolicy) -> u64 {
+        if self.reader.list_channels().unwrap().is_empty() {
+            self.run(T0, support::default_channel("hook")).await;
+        }
         match self.run(T0, Command::CreateMonitor(MonitorDraft { policy, ..draft(name) })).await {
             Response::Monitor(m) => m.id,
             other => panic!("{other:?}"),

@@ -43,6 +43,7 @@ fn down(node: u64, seq: u64, monitor_id: u64, run: u32) -> Command {
 async fn a_huge_renotify_interval_is_refused_and_never_overflows() {
     let t0 = 1_800_000_000_000;
     let mut s = Store::new();
+    s.run(t0, support::default_channel("hook")).await;
     let policy = AlertPolicy { confirmations: 1, renotify_interval_ms: u64::MAX, ..AlertPolicy::default() };
     let created = s.run(t0, Command::CreateMonitor(draft("m", policy))).await;
     assert!(
@@ -143,7 +144,7 @@ fn policy() -> impl Strategy<Value = AlertPolicy> {
         any::<bool>(),
         prop_oneof![Just(0u64), Just(60_000), extreme_u64()],
         prop::collection::vec(text(), 0..3),
-        (prop_oneof![Just(0u64), Just(60_000), extreme_u64()], any::<bool>()),
+        (prop_oneof![Just(0u64), Just(60_000), extreme_u64()], any::<bool>(), any::<bool>()),
     )
         .prop_map(
             |(
@@ -153,7 +154,7 @@ fn policy() -> impl Strategy<Value = AlertPolicy> {
                 notify_on_recovery,
                 renotify_interval_ms,
                 channels,
-                (no_data_after_ms, alert_on_degraded),
+                (no_data_after_ms, alert_on_degraded, default_channels),
             )| AlertPolicy {
                 confirmations,
                 recovery_confirmations,
@@ -164,6 +165,7 @@ fn policy() -> impl Strategy<Value = AlertPolicy> {
                 no_data_after_ms,
                 no_data_severity: uptime_raft_store::Severity::Minor,
                 alert_on_degraded,
+                default_channels,
             },
         )
 }

@@ -28,7 +28,12 @@ impl Sm {
         self.s.run(at, c).await
     }
 
+    /// Creates a monitor; the first also creates a default channel, so that
+    /// incidents queue notifications.
     async fn monitor(&mut self, name: &str, policy: AlertPolicy) -> u64 {
+        if self.s.sm.reader().list_channels().unwrap().is_empty() {
+            self.run(T0, support::default_channel("hook")).await;
+        }
         match self.run(T0, Command::CreateMonitor(support::draft(name, policy))).await {
             Response::Monitor(m) => m.id,
             other => panic!("{other:?}"),

@@ -4,6 +4,9 @@ use super::*;
 
 impl Apply<'_> {
     pub(super) fn create_monitor(&mut self, draft: &MonitorDraft) -> Result<Response> {
+        if let Err(r) = self.check_channels(&draft.policy)? {
+            return reject(r);
+        }
         if self.monitor_id_by_name(&draft.name)?.is_some() {
             return reject(Rejection::conflict("name", format!("a monitor named {:?} already exists", draft.name)));
         }
@@ -20,6 +23,9 @@ impl Apply<'_> {
         let Some(old) = self.monitor(id)? else {
             return reject(Rejection::not_found(format!("no monitor with id {id}")));
         };
+        if let Err(r) = self.check_channels(&draft.policy)? {
+            return reject(r);
+        }
         if draft.name != old.name {
             if self.monitor_id_by_name(&draft.name)?.is_some() {
                 return reject(Rejection::conflict("name", format!("a monitor named {:?} already exists", draft.name)));

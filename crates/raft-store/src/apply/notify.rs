@@ -3,29 +3,35 @@
 use super::*;
 
 impl Apply<'_> {
-    /// Writes one outbox record per channel of the policy (one for the default
-    /// channels when it names none).
+    /// Writes one outbox record per channel the policy resolves to, and lists
+    /// it as due. With no channel at all, the incident's timeline says so.
     pub(super) fn notify(
         &mut self,
         inc: &Incident,
         policy: Option<&AlertPolicy>,
         kind: NotificationKind,
     ) -> Result<()> {
-        let channels: Vec<Option<String>> = match policy {
-            Some(p) if !p.channels.is_empty() => p.channels.iter().cloned().map(Some).collect(),
-            _ => vec![None],
-        };
+        let channels = self.channels_for(policy)?;
+        if channels.is_empty() {
+            if let Some(mut stored) = self.get::<Incident>(INCIDENTS, &id_key(inc.id))? {
+                let text = format!("no {} notification: no channel is configured for it", kind.as_str());
+                stored.record(self.event(SYSTEM, "notification", text));
+                self.put(INCIDENTS, &id_key(inc.id), &stored)?;
+            }
+            return Ok(());
+        }
         for channel in channels {
             let id = self.next_id(NEXT_NOTIFICATION)?;
             let n = Notification {
                 id,
                 incident_id: inc.id,
-                channel,
+                channel: Some(channel),
                 kind,
                 state: NotificationState::Pending,
                 created_at_ms: self.now,
             };
             self.put(OUTBOX, &id_key(id), &n)?;
+            self.put(OUTBOX_DUE, &id_key(id), &())?;
         }
         Ok(())
     }

@@ -29,9 +29,14 @@ impl Store {
     /// Applies `command` stamped `at_ms` as the next entry; a storage error
     /// (which would stop every node) fails the test.
     pub async fn run(&mut self, at_ms: u64, command: Command) -> Response {
+        self.run_as(1, 1, at_ms, command).await
+    }
+
+    /// [`Store::run`] as an entry of leader `node_id` in `term`.
+    pub async fn run_as(&mut self, term: u64, node_id: u64, at_ms: u64, command: Command) -> Response {
         self.index += 1;
         let entry = Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), self.index),
+            log_id: LogId::new(CommittedLeaderId::new(term, node_id), self.index),
             payload: EntryPayload::Normal(Request { at_ms, command }),
         };
         self.sm.apply(vec![entry]).await.expect("apply must not fail on any command").pop().unwrap()
@@ -84,4 +89,27 @@ pub fn result(id: u64, status: CheckStatus, run: u32) -> MonitorResult {
 /// Digest `seq` from node `node_id`, holding `results`.
 pub fn digest(node_id: u64, seq: u64, results: Vec<MonitorResult>) -> Command {
     Command::Digests { node_id, digests: vec![Digest { seq, coalesced: 0, results }] }
+}
+
+/// A default webhook channel named `name` (to a closed local port: the store
+/// never sends).
+pub fn default_channel(name: &str) -> Command {
+    channel(name, true)
+}
+
+pub fn channel(name: &str, default: bool) -> Command {
+    Command::PutChannel {
+        name: name.into(),
+        spec: uptime_notify::ChannelSpec {
+            kind: uptime_notify::ChannelKind::Webhook {
+                url: "http://127.0.0.1:9/hook".into(),
+                headers: vec![],
+                secret: None,
+            },
+            subject: None,
+            body: None,
+        },
+        default,
+        create: true,
+    }
 }
