@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::dto::{
-    AddNode, ClusterStatus, CreateMonitor, DeclareIncident, ErrorEnvelope, HistoryView, IncidentAction, IncidentView,
-    MaintenanceView, MonitorView, NodeView, StateHashView,
+    AddNode, ChannelTestView, ChannelView, ClusterStatus, CreateMonitor, DeclareIncident, ErrorEnvelope, HistoryView, IncidentAction, IncidentView,
+    MaintenanceView, MonitorView, NodeView, NotificationView, StateHashView,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -346,6 +346,46 @@ impl Client {
         self.request::<(), serde_json::Value>(Method::DELETE, &format!("/api/v1/maintenance/{}", encode_path(id)), None)
             .await
             .map(|_| ())
+    }
+
+    pub async fn list_channels(&self) -> Result<Vec<ChannelView>, ClientError> {
+        self.get("/api/v1/channels").await
+    }
+
+    pub async fn get_channel(&self, name: &str) -> Result<ChannelView, ClientError> {
+        self.get(&format!("/api/v1/channels/{}", encode_path(name))).await
+    }
+
+    pub async fn create_channel(&self, body: &ChannelView) -> Result<ChannelView, ClientError> {
+        self.send(Method::POST, "/api/v1/channels", Some(body)).await
+    }
+
+    /// Replaces a channel; secrets left out or sent back as `<redacted>` keep their stored value.
+    pub async fn replace_channel(&self, body: &ChannelView) -> Result<ChannelView, ClientError> {
+        self.send(Method::PUT, &format!("/api/v1/channels/{}", encode_path(&body.name)), Some(body)).await
+    }
+
+    pub async fn delete_channel(&self, name: &str) -> Result<(), ClientError> {
+        self.request::<(), serde_json::Value>(Method::DELETE, &format!("/api/v1/channels/{}", encode_path(name)), None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends a synthetic alert through the channel; the answer says how it went.
+    pub async fn test_channel(&self, name: &str) -> Result<ChannelTestView, ClientError> {
+        self.send::<(), _>(Method::POST, &format!("/api/v1/channels/{}/test", encode_path(name)), None).await
+    }
+
+    pub async fn incident_deliveries(&self, id: &str) -> Result<Vec<NotificationView>, ClientError> {
+        self.get(&format!("/api/v1/incidents/{}/deliveries", encode_path(id))).await
+    }
+
+    /// `state`: pending, claimed, sent, failed, dead, due or all.
+    pub async fn list_outbox(&self, state: Option<&str>) -> Result<Vec<NotificationView>, ClientError> {
+        match state {
+            Some(s) => self.get(&format!("/api/v1/outbox?state={}", encode_path(s))).await,
+            None => self.get("/api/v1/outbox").await,
+        }
     }
 }
 

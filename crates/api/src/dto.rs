@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use uptime_raft_store::quorum::QuorumRule;
 use uptime_raft_store::{Monitor, Verdict};
 
+mod channels;
 mod cluster;
 mod errors;
 mod incidents;
@@ -13,6 +14,7 @@ mod monitors;
 mod settings;
 mod time;
 
+pub use channels::*;
 pub use cluster::*;
 pub use errors::*;
 pub use incidents::*;

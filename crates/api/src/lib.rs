@@ -34,6 +34,7 @@ pub mod pb {
 }
 
 mod admin_grpc;
+pub mod alerts;
 mod client;
 mod clock;
 mod cluster;

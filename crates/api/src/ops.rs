@@ -31,12 +31,14 @@ pub async fn read_barrier(cluster: &Cluster, linearizable: bool) -> Result<(), A
     }
 }
 
+mod channels;
 mod incidents;
 mod maintenance;
 mod members;
 mod monitors;
 mod settings;
 
+pub use channels::*;
 pub use incidents::*;
 pub use maintenance::*;
 pub use members::*;

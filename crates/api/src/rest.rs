@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use crate::cluster::Cluster;
 use crate::dto::{
-    AddNode, ClusterStatus, CreateMonitor, DeclareIncident, HistoryView, IncidentAction, IncidentView, MaintenanceView,
-    MonitorView, NodeView, Setting, SettingValue, StaleView, StateHashView,
+    AddNode, ChannelTestView, ChannelView, ClusterStatus, CreateMonitor, DeclareIncident, HistoryView, IncidentAction, IncidentView, MaintenanceView,
+    MonitorView, NodeView, NotificationView, Setting, SettingValue, StaleView, StateHashView,
 };
 use crate::error::ApiError;
 use crate::metrics::LocalMetrics;
@@ -53,7 +53,11 @@ pub fn router_with(cluster: Cluster, token: &str, local: Option<Arc<dyn LocalMet
         .route("/api/v1/monitors/{id}/history", get(monitor_history))
         .route("/api/v1/incidents", get(list_incidents).post(declare_incident))
         .route("/api/v1/incidents/{id}", get(get_incident))
-        .route("/api/v1/incidents/{id}/{action}", post(incident_action))
+        .route("/api/v1/incidents/{id}/{action}", get(incident_read).post(incident_action))
+        .route("/api/v1/channels", get(list_channels).post(create_channel))
+        .route("/api/v1/channels/{name}", get(get_channel).put(replace_channel).delete(delete_channel))
+        .route("/api/v1/channels/{name}/test", post(test_channel))
+        .route("/api/v1/outbox", get(list_outbox))
         .route("/api/v1/maintenance", get(list_maintenance).post(create_maintenance))
         .route("/api/v1/maintenance/{id}", delete(delete_maintenance))
         .route_layer(middleware::from_fn_with_state(state.clone(), mark_stale))
@@ -344,6 +348,68 @@ async fn incident_action(
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid("body", e.to_string()))?
     };
     Ok(Json(ops::incident_action(&s.cluster, &id, &action, body, actor(&headers)).await?))
+}
+
+/// `GET /api/v1/incidents/{id}/deliveries`: the incident's notifications and
+/// their delivery attempts.
+async fn incident_read(
+    State(s): State<AppState>,
+    Path((id, what)): Path<(String, String)>,
+) -> Result<Json<Vec<NotificationView>>, ApiError> {
+    match what.as_str() {
+        "deliveries" => Ok(Json(ops::incident_deliveries(&s.cluster, &id).await?)),
+        _ => Err(ApiError::not_found("no such route")),
+    }
+}
+
+async fn list_channels(State(s): State<AppState>) -> Result<Json<Vec<ChannelView>>, ApiError> {
+    Ok(Json(ops::list_channels(&s.cluster).await?))
+}
+
+async fn get_channel(State(s): State<AppState>, Path(name): Path<String>) -> Result<Json<ChannelView>, ApiError> {
+    Ok(Json(ops::get_channel(&s.cluster, &name).await?))
+}
+
+async fn create_channel(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody<ChannelView>,
+) -> Result<(StatusCode, Json<ChannelView>), ApiError> {
+    Ok((StatusCode::CREATED, Json(ops::put_channel(&s.cluster, body, false).await?)))
+}
+
+async fn replace_channel(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(mut body): JsonBody<ChannelView>,
+) -> Result<Json<ChannelView>, ApiError> {
+    if body.name.is_empty() {
+        body.name.clone_from(&name);
+    } else if body.name != name {
+        return Err(ApiError::invalid("name", "a channel cannot be renamed: the body's name differs from the path's"));
+    }
+    Ok(Json(ops::put_channel(&s.cluster, body, true).await?))
+}
+
+async fn delete_channel(State(s): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    ops::delete_channel(&s.cluster, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn test_channel(State(s): State<AppState>, Path(name): Path<String>) -> Result<Json<ChannelTestView>, ApiError> {
+    Ok(Json(ops::test_channel(&s.cluster, &name).await?))
+}
+
+#[derive(Deserialize)]
+struct OutboxQuery {
+    /// pending, claimed, sent, failed, dead, due or all (default).
+    state: Option<String>,
+}
+
+async fn list_outbox(
+    State(s): State<AppState>,
+    Query(q): Query<OutboxQuery>,
+) -> Result<Json<Vec<NotificationView>>, ApiError> {
+    Ok(Json(ops::list_outbox(&s.cluster, q.state.as_deref()).await?))
 }
 
 async fn list_maintenance(State(s): State<AppState>) -> Result<Json<Vec<MaintenanceView>>, ApiError> {

@@ -52,8 +52,12 @@ pub struct CreateMonitor {
     /// Reminder interval while unacknowledged ("30m"); absent or "0s" = never.
     #[serde(default)]
     pub renotify: Option<String>,
+    /// Channels notified besides the cluster's default channels.
     #[serde(default)]
     pub channels: Vec<String>,
+    /// Whether the cluster's default channels are notified too (default true).
+    #[serde(default)]
+    pub default_channels: Option<bool>,
     /// UNKNOWN (no node reports a check it ran) for this long opens a
     /// "no data" incident ("10m", the default); "0s" = never.
     #[serde(default)]
@@ -90,6 +94,7 @@ pub struct MonitorView {
     pub notify_on_recovery: bool,
     pub renotify_s: f64,
     pub channels: Vec<String>,
+    pub default_channels: bool,
     /// 0 = no "no data" incidents.
     pub no_data_after_s: f64,
     pub no_data_severity: String,
@@ -122,6 +127,7 @@ impl MonitorView {
             notify_on_recovery: p.notify_on_recovery,
             renotify_s: p.renotify_interval_ms as f64 / 1000.0,
             channels: p.channels.clone(),
+            default_channels: p.default_channels,
             no_data_after_s: p.no_data_after_ms as f64 / 1000.0,
             no_data_severity: p.no_data_severity.as_str().into(),
             alert_on_degraded: p.alert_on_degraded,

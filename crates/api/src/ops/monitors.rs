@@ -122,6 +122,7 @@ pub(crate) fn draft(body: CreateMonitor) -> Result<MonitorDraft, ApiError> {
             })?,
         },
         alert_on_degraded: body.alert_on_degraded.unwrap_or(defaults.alert_on_degraded),
+        default_channels: body.default_channels.unwrap_or(defaults.default_channels),
     };
     Ok(MonitorDraft {
         name: body.name,
