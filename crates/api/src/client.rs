@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::dto::{
-    AddNode, ChannelTestView, ChannelView, ClusterStatus, CreateMonitor, DeclareIncident, ErrorEnvelope, HistoryView, IncidentAction, IncidentView,
-    MaintenanceView, MonitorView, NodeView, NotificationView, StateHashView,
+    AddNode, ChannelTestView, ChannelView, ClusterStatus, CreateMonitor, DeclareIncident, ErrorEnvelope, HistoryView,
+    IncidentAction, IncidentView, MaintenanceView, MonitorView, NodeView, NotificationView, StateHashView,
 };
 
 #[derive(Debug, thiserror::Error)]

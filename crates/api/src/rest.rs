@@ -13,8 +13,9 @@ use serde::Deserialize;
 
 use crate::cluster::Cluster;
 use crate::dto::{
-    AddNode, ChannelTestView, ChannelView, ClusterStatus, CreateMonitor, DeclareIncident, HistoryView, IncidentAction, IncidentView, MaintenanceView,
-    MonitorView, NodeView, NotificationView, Setting, SettingValue, StaleView, StateHashView,
+    AddNode, ChannelTestView, ChannelView, ClusterStatus, CreateMonitor, DeclareIncident, HistoryView, IncidentAction,
+    IncidentView, MaintenanceView, MonitorView, NodeView, NotificationView, Setting, SettingValue, StaleView,
+    StateHashView,
 };
 use crate::error::ApiError;
 use crate::metrics::LocalMetrics;

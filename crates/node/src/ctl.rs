@@ -8,8 +8,8 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use uptime_api::dto::{
-    AddNode, ClusterStatus, CreateMonitor, DeclareIncident, HistoryView, IncidentAction, IncidentView, MaintenanceView,
-    MonitorView,
+    AddNode, ChannelView, ClusterStatus, CreateMonitor, DeclareIncident, HistoryView, IncidentAction, IncidentView,
+    MaintenanceView, MonitorView, NotificationView,
 };
 use uptime_api::{Client, ClientError, Read};
 
@@ -93,6 +93,137 @@ pub enum Command {
     /// Maintenance windows: no incidents and no alerts for their monitors while active.
     #[command(subcommand)]
     Maintenance(MaintenanceCmd),
+    /// Notification channels: where alerts go.
+    #[command(subcommand)]
+    Channel(ChannelCmd),
+    /// The notification outbox: every alert and its delivery.
+    #[command(subcommand)]
+    Outbox(OutboxCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCmd {
+    /// Add a channel.
+    Add(AddChannel),
+    /// List channels (secrets redacted).
+    List,
+    /// Show one channel (secrets redacted).
+    Get { name: String },
+    /// Delete a channel (refused while a monitor names it).
+    Rm { name: String },
+    /// Send a synthetic alert through the channel and print the outcome.
+    Test { name: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ChannelKindArg {
+    Webhook,
+    Smtp,
+    Slack,
+    Discord,
+    Pagerduty,
+    Ntfy,
+}
+
+#[derive(Debug, Args)]
+pub struct AddChannel {
+    pub kind: ChannelKindArg,
+    pub name: String,
+    /// webhook, slack, discord, ntfy (topic URL); pagerduty (default: PagerDuty's Events API v2).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Notify this channel for every monitor that does not opt out.
+    #[arg(long)]
+    pub default: bool,
+    /// webhook: sign bodies with HMAC-SHA256 under this secret.
+    #[arg(long, env = "UPTIMECTL_CHANNEL_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// webhook: an extra request header, NAME=VALUE (repeatable).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// smtp: the server's host name.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// smtp: default 587 (starttls), 465 (tls), 25 (plain).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// smtp: starttls (default), tls or plain.
+    #[arg(long)]
+    pub security: Option<String>,
+    #[arg(long)]
+    pub username: Option<String>,
+    #[arg(long, env = "UPTIMECTL_SMTP_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// smtp: the sender address.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// smtp: recipients (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',')]
+    pub to: Vec<String>,
+    /// pagerduty: the integration's routing key.
+    #[arg(long, env = "UPTIMECTL_ROUTING_KEY", hide_env_values = true)]
+    pub routing_key: Option<String>,
+    /// ntfy: access token.
+    #[arg(long = "ntfy-token", env = "UPTIMECTL_NTFY_TOKEN", hide_env_values = true)]
+    pub ntfy_token: Option<String>,
+    /// ntfy: priority 1 (min) to 5 (max).
+    #[arg(long)]
+    pub priority: Option<u8>,
+    /// Subject (title) template; see docs/alerting.md for the variables.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Body template.
+    #[arg(long)]
+    pub body: Option<String>,
+}
+
+impl AddChannel {
+    fn into_body(self) -> Result<ChannelView, ClientError> {
+        let mut headers = std::collections::BTreeMap::new();
+        for h in &self.headers {
+            let Some((name, value)) = h.split_once('=') else {
+                return Err(ClientError::Api {
+                    status: 400,
+                    code: "invalid_argument".into(),
+                    message: format!("--header {h:?}: expected NAME=VALUE"),
+                    field: Some("headers".into()),
+                });
+            };
+            headers.insert(name.trim().to_string(), value.to_string());
+        }
+        let kind = self.kind.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+        Ok(ChannelView {
+            name: self.name,
+            kind,
+            default: self.default,
+            url: self.url,
+            headers,
+            secret: self.secret,
+            host: self.host,
+            port: self.port,
+            security: self.security,
+            username: self.username,
+            password: self.password,
+            from: self.from,
+            to: self.to,
+            routing_key: self.routing_key,
+            token: self.ntfy_token,
+            priority: self.priority,
+            subject: self.subject,
+            body: self.body,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCmd {
+    /// List notifications, newest first.
+    List {
+        /// pending, claimed, sent, failed, dead, due or all (default).
+        #[arg(long)]
+        state: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,9 +363,12 @@ pub struct AddMonitor {
     /// Expected HTTP status codes (repeat or comma-separate).
     #[arg(long, value_delimiter = ',')]
     pub expect: Vec<u16>,
-    /// Channels to alert (names); default: the cluster's default channels.
+    /// Channels to alert (names), besides the cluster's default channels.
     #[arg(long, value_delimiter = ',')]
     pub channels: Vec<String>,
+    /// Do not alert the cluster's default channels, only --channels.
+    #[arg(long)]
+    pub no_default_channels: bool,
     /// Failing checks in a row, per node, before it counts toward down (default 2).
     #[arg(long)]
     pub confirmations: Option<u32>,
@@ -291,6 +425,7 @@ impl AddMonitor {
             no_data_after: self.no_data_after,
             no_data_severity: self.no_data_severity,
             alert_on_degraded: self.alert_on_degraded.then_some(true),
+            default_channels: self.no_default_channels.then_some(false),
         }
     }
 }
@@ -424,6 +559,11 @@ pub async fn run(cli: Cli) -> Result<Printed, ClientError> {
             client.delete_monitor(&monitor).await?;
             Ok(if json { "{}\n".to_string() } else { format!("deleted {monitor}\n") })
         }
+        Command::Channel(cmd) => channel(&client, cmd, json).await,
+        Command::Outbox(OutboxCmd::List { state }) => {
+            let list = client.list_outbox(state.as_deref()).await?;
+            Ok(if json { to_json(&list) } else { outbox_table(&list) })
+        }
     };
     stdout.map(Printed::from)
 }
@@ -457,7 +597,24 @@ async fn incident(client: &Client, cmd: IncidentCmd, json: bool) -> Result<Strin
                 )
             }
         }
-        IncidentCmd::Get { id } => one(client.get_incident(&id).await?),
+        IncidentCmd::Get { id } => {
+            let i = client.get_incident(&id).await?;
+            let deliveries = client.incident_deliveries(&id).await?;
+            if json {
+                #[derive(Serialize)]
+                struct WithDeliveries<'a> {
+                    #[serde(flatten)]
+                    incident: &'a IncidentView,
+                    deliveries: &'a [NotificationView],
+                }
+                to_json(&WithDeliveries { incident: &i, deliveries: &deliveries })
+            } else {
+                let mut out = incident_detail(&i);
+                out.push_str("\ndeliveries\n");
+                out.push_str(&deliveries_table(&deliveries));
+                out
+            }
+        }
         IncidentCmd::Ack { id } => one(act(id, "ack", IncidentAction::default()).await?),
         IncidentCmd::Resolve { id } => one(act(id, "resolve", IncidentAction::default()).await?),
         IncidentCmd::Reopen { id } => one(act(id, "reopen", IncidentAction::default()).await?),
@@ -474,6 +631,153 @@ async fn incident(client: &Client, cmd: IncidentCmd, json: bool) -> Result<Strin
             one(client.declare_incident(&DeclareIncident { title, severity, monitor }).await?)
         }
     })
+}
+
+async fn channel(client: &Client, cmd: ChannelCmd, json: bool) -> Result<String, ClientError> {
+    let one = |c: &ChannelView| if json { to_json(c) } else { channel_detail(c) };
+    Ok(match cmd {
+        ChannelCmd::Add(a) => one(&client.create_channel(&a.into_body()?).await?),
+        ChannelCmd::List => {
+            let list = client.list_channels().await?;
+            if json {
+                to_json(&list)
+            } else {
+                table(
+                    &["NAME", "KIND", "DEFAULT", "TARGET", "USED BY"],
+                    list.iter()
+                        .map(|c| {
+                            vec![
+                                c.name.clone(),
+                                c.kind.clone(),
+                                c.default.to_string(),
+                                channel_target(c),
+                                c.used_by.join(","),
+                            ]
+                        })
+                        .collect(),
+                )
+            }
+        }
+        ChannelCmd::Get { name } => one(&client.get_channel(&name).await?),
+        ChannelCmd::Rm { name } => {
+            client.delete_channel(&name).await?;
+            if json {
+                "{}\n".to_string()
+            } else {
+                format!("deleted channel {name}\n")
+            }
+        }
+        ChannelCmd::Test { name } => {
+            let t = client.test_channel(&name).await?;
+            if !t.ok {
+                // The outcome is the answer, but a failed test is an error for scripts.
+                return Err(ClientError::Api {
+                    status: 502,
+                    code: "channel_test_failed".into(),
+                    message: format!("test through channel {name} failed after {} ms: {}", t.took_ms, t.detail),
+                    field: None,
+                });
+            }
+            if json {
+                to_json(&t)
+            } else {
+                let status = t.status.map(|s| format!(" (HTTP {s})")).unwrap_or_default();
+                format!("test through channel {name}: delivered in {} ms{status}: {}\n", t.took_ms, t.detail)
+            }
+        }
+    })
+}
+
+fn channel_target(c: &ChannelView) -> String {
+    match (&c.url, &c.host) {
+        (Some(u), _) => u.clone(),
+        (None, Some(h)) => format!("{h}:{} -> {}", c.port.unwrap_or_default(), c.to.join(",")),
+        _ => "-".into(),
+    }
+}
+
+fn channel_detail(c: &ChannelView) -> String {
+    let mut out = format!("channel {}  {}{}\n", c.name, c.kind, if c.default { "  (default)" } else { "" });
+    let mut field = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            out.push_str(&format!("  {k:<12} {v}\n"));
+        }
+    };
+    field("url", c.url.clone());
+    field("host", c.host.clone());
+    field("port", c.port.map(|p| p.to_string()));
+    field("security", c.security.clone());
+    field("username", c.username.clone());
+    field("password", c.password.clone());
+    field("from", c.from.clone());
+    field("to", (!c.to.is_empty()).then(|| c.to.join(", ")));
+    field("routing_key", c.routing_key.clone());
+    field("token", c.token.clone());
+    field("priority", c.priority.map(|p| p.to_string()));
+    field("secret", c.secret.clone());
+    for (k, v) in &c.headers {
+        field("header", Some(format!("{k}: {v}")));
+    }
+    field("subject", c.subject.clone());
+    field("body", c.body.clone());
+    field("used by", (!c.used_by.is_empty()).then(|| c.used_by.join(", ")));
+    out
+}
+
+fn outbox_table(list: &[NotificationView]) -> String {
+    table(
+        &["ID", "INCIDENT", "CHANNEL", "KIND", "STATE", "ATTEMPTS", "CREATED", "LAST ERROR"],
+        list.iter()
+            .map(|n| {
+                vec![
+                    n.id.to_string(),
+                    n.incident_id.to_string(),
+                    n.channel.clone().unwrap_or_else(|| "-".into()),
+                    n.kind.clone(),
+                    n.state.clone(),
+                    n.attempts.to_string(),
+                    n.created_at.clone(),
+                    n.deliveries
+                        .iter()
+                        .rev()
+                        .find(|d| !d.error.is_empty())
+                        .map(|d| d.error.clone())
+                        .unwrap_or_default(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn deliveries_table(list: &[NotificationView]) -> String {
+    let mut rows = Vec::new();
+    for n in list {
+        if n.deliveries.is_empty() {
+            rows.push(vec![
+                "-".into(),
+                n.channel.clone().unwrap_or_default(),
+                n.kind.clone(),
+                "-".into(),
+                n.state.clone(),
+                String::new(),
+            ]);
+        }
+        for d in &n.deliveries {
+            let outcome = match d.status {
+                Some(s) => format!("{} (HTTP {s})", d.outcome),
+                None => d.outcome.clone(),
+            };
+            rows.push(vec![
+                d.at.clone(),
+                n.channel.clone().unwrap_or_default(),
+                n.kind.clone(),
+                d.attempt.to_string(),
+                outcome,
+                d.error.clone(),
+            ]);
+        }
+    }
+    table(&["AT", "CHANNEL", "KIND", "ATTEMPT", "OUTCOME", "ERROR"], rows)
 }
 
 fn incident_detail(i: &IncidentView) -> String {

@@ -9,6 +9,7 @@
 //!   proposals to the leader.
 //! - `monitor_sync`: the probe scheduler follows the applied monitors.
 //! - `leader`: what only the leader does on its own schedule (the tick).
+//! - `dispatch`: the leader's fenced delivery of the outbox through channels.
 //! - `ctl`: the `uptimectl` commands over the typed API client.
 //!
 //! ```no_run
@@ -23,6 +24,7 @@ pub mod certs;
 mod config;
 pub mod ctl;
 pub mod digest;
+pub mod dispatch;
 mod error;
 pub mod leader;
 pub mod monitor_sync;

@@ -251,17 +251,16 @@ pub async fn test_channel(cluster: &Cluster, name: &str) -> Result<ChannelTestVi
     Ok(match result {
         Ok(Ok(d)) => ChannelTestView { channel: c.name, ok: true, status: d.status, detail: d.detail, took_ms },
         Ok(Err(e)) => ChannelTestView { channel: c.name, ok: false, status: e.status, detail: e.message, took_ms },
-        Err(_) => ChannelTestView {
-            channel: c.name,
-            ok: false,
-            status: None,
-            detail: "no answer within 15s".into(),
-            took_ms,
-        },
+        Err(_) => {
+            ChannelTestView { channel: c.name, ok: false, status: None, detail: "no answer within 15s".into(), took_ms }
+        }
     })
 }
 
-fn notification_views(cluster: &Cluster, ns: Vec<uptime_raft_store::Notification>) -> Result<Vec<NotificationView>, ApiError> {
+fn notification_views(
+    cluster: &Cluster,
+    ns: Vec<uptime_raft_store::Notification>,
+) -> Result<Vec<NotificationView>, ApiError> {
     ns.iter().map(|n| Ok(NotificationView::new(n, &cluster.reader().deliveries(n.id)?))).collect()
 }
 
