@@ -52,10 +52,77 @@ pub struct Config {
     pub probe: ProbeSettings,
     #[serde(default)]
     pub storage: StorageSettings,
+    #[serde(default)]
+    pub alerts: AlertSettings,
     /// `UPTIME_*` variables that name no config key (another program's, or a
     /// typo): ignored, and named in a warning at start-up.
     #[serde(skip)]
     pub ignored_env: Vec<String>,
+}
+
+/// How this node delivers alerts when it leads, and its own safety nets
+/// outside the fenced path (`[alerts]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    /// First retry delay after a failed delivery; each further failure doubles
+    /// it (±25 % jitter) up to `retry_max_backoff_ms`. 500 to 3600000.
+    pub retry_backoff_ms: u64,
+    pub retry_max_backoff_ms: u64,
+    /// One send's limit inside the lease, 100 to 300000.
+    pub send_timeout_ms: u64,
+    /// A notice on a channel of this node's own when it is out of contact
+    /// with a quorum (no replicated channel can be used then).
+    pub lost_quorum: Option<LostQuorumSettings>,
+    /// The leader pings this URL on an interval, so that a dead cluster is
+    /// noticed from outside (a dead man's switch such as healthchecks.io).
+    pub deadman: Option<DeadmanSettings>,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            retry_backoff_ms: 2_000,
+            retry_max_backoff_ms: 600_000,
+            send_timeout_ms: 30_000,
+            lost_quorum: None,
+            deadman: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LostQuorumSettings {
+    /// A webhook (JSON POST) that receives the notices.
+    pub url: String,
+    /// Out of contact for this long before the notice (default 30000).
+    #[serde(default = "default_lost_quorum_after")]
+    pub after_ms: u64,
+    /// At most one "lost quorum" notice per this long (default 3600000).
+    #[serde(default = "default_lost_quorum_every")]
+    pub repeat_ms: u64,
+}
+
+fn default_lost_quorum_after() -> u64 {
+    30_000
+}
+
+fn default_lost_quorum_every() -> u64 {
+    3_600_000
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadmanSettings {
+    pub url: String,
+    /// Default 60000.
+    #[serde(default = "default_deadman_every")]
+    pub interval_ms: u64,
+}
+
+fn default_deadman_every() -> u64 {
+    60_000
 }
 
 /// How this node runs checks (`[probe]`).
@@ -247,6 +314,7 @@ impl Config {
             digest: DigestSettings::default(),
             probe: ProbeSettings::default(),
             storage: StorageSettings::default(),
+            alerts: AlertSettings::default(),
             ignored_env: Vec::new(),
         }
     }
@@ -372,6 +440,29 @@ impl Config {
         }
         if r.snapshot_every == 0 {
             return Err(Error::config("raft: snapshot_every must be at least 1"));
+        }
+        let a = &self.alerts;
+        if !(500..=3_600_000).contains(&a.retry_backoff_ms)
+            || !(a.retry_backoff_ms..=3_600_000).contains(&a.retry_max_backoff_ms)
+        {
+            return Err(Error::config(
+                "alerts: need 500 <= retry_backoff_ms <= retry_max_backoff_ms <= 3600000",
+            ));
+        }
+        if !(100..=300_000).contains(&a.send_timeout_ms) {
+            return Err(Error::config("alerts: send_timeout_ms from 100 to 300000"));
+        }
+        if let Some(l) = &a.lost_quorum {
+            uptime_notify::spec::check_url("url", &l.url).map_err(|e| Error::config(format!("alerts.lost_quorum: {}: {}", e.field, e.message)))?;
+            if l.after_ms < 1_000 || l.repeat_ms < 1_000 {
+                return Err(Error::config("alerts.lost_quorum: after_ms and repeat_ms at least 1000"));
+            }
+        }
+        if let Some(d) = &a.deadman {
+            uptime_notify::spec::check_url("url", &d.url).map_err(|e| Error::config(format!("alerts.deadman: {}: {}", e.field, e.message)))?;
+            if d.interval_ms < 1_000 {
+                return Err(Error::config("alerts.deadman: interval_ms at least 1000"));
+            }
         }
         Ok(self)
     }

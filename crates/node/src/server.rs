@@ -207,9 +207,15 @@ impl Node {
             let (c, d, s) = (cluster.clone(), digest_config.clone(), shutdown.clone());
             probing.spawn("monitor sync", ok(crate::monitor_sync::sync_monitors(c, scheduler_handle, d, s)));
             probing.spawn("leader tick", ok(crate::leader::tick(cluster.clone(), digest_config, shutdown.clone())));
-            let dispatch = crate::dispatch::DispatchConfig::for_election_timeout_max(Duration::from_millis(
-                config.raft.election_timeout_max_ms,
-            ));
+            let a = &config.alerts;
+            let dispatch = crate::dispatch::DispatchConfig {
+                backoff: Duration::from_millis(a.retry_backoff_ms),
+                max_backoff: Duration::from_millis(a.retry_max_backoff_ms),
+                send_timeout: Duration::from_millis(a.send_timeout_ms),
+                ..crate::dispatch::DispatchConfig::for_election_timeout_max(Duration::from_millis(
+                    config.raft.election_timeout_max_ms,
+                ))
+            };
             probing.spawn("dispatcher", ok(crate::dispatch::run(cluster.clone(), dispatch, shutdown.clone())));
 
             failure = tokio::select! {

@@ -28,6 +28,8 @@ pub struct TestCluster {
     pub nodes: BTreeMap<u64, NodeProc>,
     /// Extra raft settings for every node's config (TOML lines under [raft]).
     raft_toml: String,
+    /// Extra TOML tables appended to every node's config.
+    extra_toml: String,
 }
 
 fn free_port() -> u16 {
@@ -41,9 +43,19 @@ impl TestCluster {
     }
 
     pub async fn start_with(n: u64, raft_toml: &str) -> TestCluster {
+        TestCluster::start_with_tables(n, raft_toml, "").await
+    }
+
+    /// [`TestCluster::start_with`], with whole TOML tables (`[alerts]` ...) added to each config.
+    pub async fn start_with_tables(n: u64, raft_toml: &str, extra_toml: &str) -> TestCluster {
         let root = tempfile::tempdir().unwrap();
         uptime_node::certs::init_ca(&root.path().join("certs")).unwrap();
-        let mut cluster = TestCluster { root, nodes: BTreeMap::new(), raft_toml: raft_toml.to_string() };
+        let mut cluster = TestCluster {
+            root,
+            nodes: BTreeMap::new(),
+            raft_toml: raft_toml.to_string(),
+            extra_toml: extra_toml.to_string(),
+        };
         for id in 1..=n {
             cluster.prepare(id);
         }
@@ -105,6 +117,8 @@ tick_ms = 500
 
 [raft]
 {raft}
+
+{extra}
 "#,
             api = n.api_url.trim_start_matches("http://"),
             peer = n.peer_addr,
@@ -112,6 +126,7 @@ tick_ms = 500
             cert = certs.join(format!("node{id}.pem")).display(),
             key = certs.join(format!("node{id}.key")).display(),
             raft = self.raft_toml,
+            extra = self.extra_toml,
         );
         std::fs::write(n.dir.join("config.toml"), config).unwrap();
     }
