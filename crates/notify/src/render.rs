@@ -85,7 +85,7 @@ pub fn render(spec: &ChannelSpec, alert: &Alert) -> Result<Rendered, Invalid> {
     let body = match (&spec.body, &spec.kind) {
         (Some(source), _) => render_one(&env, "body", source, &ctx)?,
         (None, ChannelKind::Webhook { .. }) => webhook_document(alert, &subject),
-        (None, _) => render_one(&env, "body", default_body, &ctx)?,
+        (None, _) => render_one(&env, "body", default_body, &ctx)?.trim_end().to_string(),
     };
     Ok(Rendered { subject, body })
 }
