@@ -170,4 +170,3 @@ fn sample_alert() -> Alert {
         status_url: "https://status.example.com/".into(),
     }
 }
-

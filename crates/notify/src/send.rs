@@ -175,8 +175,11 @@ pub async fn deliver(
     client: &Sender,
 ) -> Result<Delivered, SendError> {
     let scrub = Scrub::new(spec);
-    let rendered = render::render(spec, alert)
-        .map_err(|e| SendError { message: scrub.apply(&format!("{}: {}", e.field, e.message)), retryable: false, status: None })?;
+    let rendered = render::render(spec, alert).map_err(|e| SendError {
+        message: scrub.apply(&format!("{}: {}", e.field, e.message)),
+        retryable: false,
+        status: None,
+    })?;
     let request = match &spec.kind {
         ChannelKind::Smtp { .. } => {
             return smtp::send(spec, &rendered, alert, fencing, &client.trust, &scrub).await;
@@ -271,7 +274,8 @@ mod tests {
 
     #[test]
     fn status_classes() {
-        for (status, retry) in [(400, false), (401, false), (404, false), (408, true), (429, true), (500, true), (503, true)]
+        for (status, retry) in
+            [(400, false), (401, false), (404, false), (408, true), (429, true), (500, true), (503, true)]
         {
             assert_eq!(retryable_status(status), retry, "{status}");
         }

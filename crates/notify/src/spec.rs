@@ -147,9 +147,10 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<(), Invalid> {
 /// `local@domain`, no spaces or angle brackets (a display name is not accepted here).
 fn check_address(field: &str, value: &str) -> Result<(), Invalid> {
     check_text(field, value, MAX_TEXT)?;
-    let ok = value.split_once('@').is_some_and(|(local, domain)| {
-        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
-    }) && !value.chars().any(|c| c.is_whitespace() || c == '<' || c == '>' || c == ',');
+    let ok = value
+        .split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.contains('@'))
+        && !value.chars().any(|c| c.is_whitespace() || c == '<' || c == '>' || c == ',');
     if !ok {
         return Err(invalid(field, format!("{value:?} is not an email address (user@example.com)")));
     }
@@ -162,7 +163,8 @@ fn check_header(h: &Header) -> Result<(), Invalid> {
         return Err(invalid("headers", format!("{:?} is not a header name", h.name)));
     }
     let reserved = ["content-type", "content-length", "host", "idempotency-key", "x-uptime-fencing-token"];
-    if reserved.contains(&h.name.to_ascii_lowercase().as_str()) || h.name.to_ascii_lowercase().starts_with("x-uptime-") {
+    if reserved.contains(&h.name.to_ascii_lowercase().as_str()) || h.name.to_ascii_lowercase().starts_with("x-uptime-")
+    {
         return Err(invalid("headers", format!("{} is set by the dispatcher and cannot be overridden", h.name)));
     }
     if h.value.len() > MAX_URL || http::HeaderValue::from_str(&h.value).is_err() {
@@ -306,8 +308,14 @@ impl ChannelSpec {
 /// Headers whose values are credentials.
 pub fn sensitive_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n == "authorization" || n == "proxy-authorization" || n == "cookie" || n.contains("token")
-        || n.contains("secret") || n.contains("key") || n.contains("auth") || n.contains("password")
+    n == "authorization"
+        || n == "proxy-authorization"
+        || n == "cookie"
+        || n.contains("token")
+        || n.contains("secret")
+        || n.contains("key")
+        || n.contains("auth")
+        || n.contains("password")
 }
 
 fn url_secret_parts(url: &str) -> Vec<String> {

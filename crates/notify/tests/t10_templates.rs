@@ -111,7 +111,10 @@ fn t12_custom_templates_see_the_alert() {
 fn t13_a_webhook_body_template_replaces_the_document() {
     let s = spec(channels().remove(0), None, Some(r#"{"who": {{ monitor.name|tojson }}, "id": {{ incident_id }}}"#));
     let r = render(&s, &alert(AlertKind::Open)).unwrap();
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&r.body).unwrap(), serde_json::json!({"who": "web", "id": 12}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap(),
+        serde_json::json!({"who": "web", "id": 12})
+    );
 }
 
 #[test]

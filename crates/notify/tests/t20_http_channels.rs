@@ -200,7 +200,10 @@ async fn t26_ntfy_publish_with_headers_and_a_non_ascii_title() {
     assert_eq!(r.header("click"), Some("https://status.example.test/"));
     let title = r.header("title").unwrap();
     assert!(title.starts_with("=?UTF-8?B?"), "{title}");
-    assert_eq!(support::mail::Mail::parse(&format!("Title: {title}\r\n\r\n")).decoded("Title").unwrap(), "Störung: web — ✗");
+    assert_eq!(
+        support::mail::Mail::parse(&format!("Title: {title}\r\n\r\n")).decoded("Title").unwrap(),
+        "Störung: web — ✗"
+    );
     assert_eq!(r.text(), "web is down: connection refused\ncritical · incident #12 · opened 2024-05-01T10:00:00Z");
 
     let sink = HttpSink::start().await;

@@ -120,7 +120,12 @@ pub(crate) fn pagerduty_dedup_key(alert: &Alert) -> String {
     }
 }
 
-pub(crate) fn pagerduty(url: &str, routing_key: &str, rendered: &Rendered, alert: &Alert) -> Result<Request, SendError> {
+pub(crate) fn pagerduty(
+    url: &str,
+    routing_key: &str,
+    rendered: &Rendered,
+    alert: &Alert,
+) -> Result<Request, SendError> {
     let dedup_key = pagerduty_dedup_key(alert);
     let body = if alert.kind == AlertKind::Resolve {
         json!({ "routing_key": routing_key, "event_action": "resolve", "dedup_key": dedup_key })

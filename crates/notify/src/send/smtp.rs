@@ -37,8 +37,10 @@ pub(crate) async fn send(
         SmtpSecurity::Tls => Tls::Wrapper(tls_parameters(host, trust).map_err(|m| fail(m, false, None))?),
     };
     // lettre applies `timeout` to the TCP connect only.
-    let mut transport =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(*port).tls(tls).timeout(Some(CONNECT_TIMEOUT));
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        .port(*port)
+        .tls(tls)
+        .timeout(Some(CONNECT_TIMEOUT));
     if let (Some(username), Some(password)) = (username, password) {
         transport = transport
             .credentials(Credentials::new(username.clone(), password.clone()))
@@ -56,7 +58,8 @@ pub(crate) async fn send(
             // A 5xx reply, a reply lettre could not parse, or a refusal on
             // our side (no STARTTLS on offer, no usable auth mechanism) will
             // repeat; a 4xx, a timeout or a broken connection may not.
-            let retryable = e.is_transient() || e.is_timeout() || !(e.is_permanent() || e.is_client() || e.is_response());
+            let retryable =
+                e.is_transient() || e.is_timeout() || !(e.is_permanent() || e.is_client() || e.is_response());
             Err(fail(chain(&e), retryable, status))
         }
     }
@@ -78,7 +81,13 @@ fn tls_parameters(host: &str, trust: &Trust) -> Result<TlsParameters, String> {
 
 /// A plain-text message. The idempotency key becomes the Message-ID, so a
 /// retried notification is the same message to every mail client.
-fn message(rendered: &Rendered, alert: &Alert, fencing: &Fencing, from: &str, to: &[String]) -> Result<Message, String> {
+fn message(
+    rendered: &Rendered,
+    alert: &Alert,
+    fencing: &Fencing,
+    from: &str,
+    to: &[String],
+) -> Result<Message, String> {
     let mailbox = |field: &str, address: &str| -> Result<Mailbox, String> {
         address.parse::<Mailbox>().map_err(|e| format!("{field} {address:?}: {e}"))
     };
@@ -88,11 +97,20 @@ fn message(rendered: &Rendered, alert: &Alert, fencing: &Fencing, from: &str, to
         .message_id(Some(format!("<notification-{}@uptime-cluster>", fencing.idempotency_key)))
         .date_now()
         .user_agent(super::USER_AGENT.to_string())
-        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Idempotency-Key"), fencing.idempotency_key.clone()))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Idempotency-Key"),
+            fencing.idempotency_key.clone(),
+        ))
         .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("X-Uptime-Fencing-Token"), fencing.token.clone()))
-        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("X-Uptime-Alert"), alert.kind.as_str().to_string()));
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("X-Uptime-Alert"),
+            alert.kind.as_str().to_string(),
+        ));
     for address in to {
         builder = builder.to(mailbox("to", address)?);
     }
-    builder.header(ContentType::TEXT_PLAIN).body(rendered.body.clone()).map_err(|e| format!("building the message: {e}"))
+    builder
+        .header(ContentType::TEXT_PLAIN)
+        .body(rendered.body.clone())
+        .map_err(|e| format!("building the message: {e}"))
 }
