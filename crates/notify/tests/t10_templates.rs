@@ -151,3 +151,14 @@ fn t16_a_subject_is_one_line() {
     let s = spec(channels().remove(5), Some("{{ monitor.name }}\n  is\n{{ verdict }}\n"), None);
     assert_eq!(render(&s, &alert(AlertKind::Open)).unwrap().subject, "web is down");
 }
+
+#[test]
+fn t17_an_unguarded_monitor_fails_for_a_declared_incident() {
+    let s = spec(channels().remove(0), None, Some("{{ monitor.name }}"));
+    check_templates(&s).unwrap();
+    assert!(render(&s, &alert(AlertKind::Open)).is_ok());
+    assert_eq!(render(&s, &declared(AlertKind::Open)).unwrap_err().field, "body");
+    let guarded =
+        spec(channels().remove(0), None, Some("{% if monitor %}{{ monitor.name }}{% else %}{{ title }}{% endif %}"));
+    assert_eq!(render(&guarded, &declared(AlertKind::Open)).unwrap().body, "Payments degraded at the provider");
+}
