@@ -9,7 +9,7 @@
 //! - [`spec`]: [`ChannelSpec`], its validation and redaction.
 //! - [`alert`]: [`Alert`], the variables a template sees, and [`Fencing`],
 //!   the identity every delivery carries.
-//! - `render` (feature `send`): [`check_templates`] and [`render`], with each
+//! - `render` (feature `send`): [`check_templates`] and [`render()`], with each
 //!   kind's default templates.
 //! - `send` (feature `send`): [`deliver`] over a reusable [`Sender`]:
 //!   webhook, SMTP, Slack, Discord, PagerDuty and ntfy.

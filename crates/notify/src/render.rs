@@ -63,6 +63,10 @@ const SLACK_ESCAPE: &str = "slack";
 
 /// Refuses a template that does not parse, or that fails when rendered
 /// against a sample alert (an undefined variable, an unknown filter).
+///
+/// The sample has every optional value set, including `monitor`; a template
+/// that reads `monitor.name` unguarded passes here and fails to render for a
+/// declared incident, which has no monitor.
 pub fn check_templates(spec: &ChannelSpec) -> Result<(), Invalid> {
     let env = environment(&spec.kind);
     let sample = Value::from(Serde(sample_alert()));
@@ -85,7 +89,7 @@ pub fn render(spec: &ChannelSpec, alert: &Alert) -> Result<Rendered, Invalid> {
     let body = match (&spec.body, &spec.kind) {
         (Some(source), _) => render_one(&env, "body", source, &ctx)?,
         (None, ChannelKind::Webhook { .. }) => webhook_document(alert, &subject),
-        (None, _) => render_one(&env, "body", default_body, &ctx)?,
+        (None, _) => render_one(&env, "body", default_body, &ctx)?.trim_end().to_string(),
     };
     Ok(Rendered { subject, body })
 }

@@ -1,6 +1,6 @@
 //! Delivery: one notification through its channel's real protocol.
 //!
-//! [`deliver`] renders the alert ([`crate::render`]) and sends it once. It sets
+//! [`deliver`] renders the alert ([`mod@crate::render`]) and sends it once. It sets
 //! no overall deadline (the dispatcher runs it under its lease's deadline),
 //! only a connect timeout of [`CONNECT_TIMEOUT`].
 //!
@@ -201,6 +201,9 @@ pub(crate) struct Scrub(Vec<String>);
 impl Scrub {
     fn new(spec: &ChannelSpec) -> Scrub {
         let mut secrets = spec.secrets();
+        // A server quoting a URL path in JSON may escape its slashes.
+        let escaped: Vec<String> = secrets.iter().filter(|s| s.contains('/')).map(|s| s.replace('/', "\\/")).collect();
+        secrets.extend(escaped);
         // A whole URL contains its path: replace the longer secret first.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Scrub(secrets)
@@ -300,5 +303,6 @@ mod tests {
             scrub.apply("error sending https://hooks.slack.com/services/T0/B0/XYZW and /services/T0/B0/XYZW"),
             "error sending <redacted> and <redacted>"
         );
+        assert_eq!(scrub.apply(r#"{"error":"no hook \/services\/T0\/B0\/XYZW"}"#), r#"{"error":"no hook <redacted>"}"#);
     }
 }
