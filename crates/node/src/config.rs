@@ -445,21 +445,21 @@ impl Config {
         if !(500..=3_600_000).contains(&a.retry_backoff_ms)
             || !(a.retry_backoff_ms..=3_600_000).contains(&a.retry_max_backoff_ms)
         {
-            return Err(Error::config(
-                "alerts: need 500 <= retry_backoff_ms <= retry_max_backoff_ms <= 3600000",
-            ));
+            return Err(Error::config("alerts: need 500 <= retry_backoff_ms <= retry_max_backoff_ms <= 3600000"));
         }
         if !(100..=300_000).contains(&a.send_timeout_ms) {
             return Err(Error::config("alerts: send_timeout_ms from 100 to 300000"));
         }
         if let Some(l) = &a.lost_quorum {
-            uptime_notify::spec::check_url("url", &l.url).map_err(|e| Error::config(format!("alerts.lost_quorum: {}: {}", e.field, e.message)))?;
+            uptime_notify::spec::check_url("url", &l.url)
+                .map_err(|e| Error::config(format!("alerts.lost_quorum: {}: {}", e.field, e.message)))?;
             if l.after_ms < 1_000 || l.repeat_ms < 1_000 {
                 return Err(Error::config("alerts.lost_quorum: after_ms and repeat_ms at least 1000"));
             }
         }
         if let Some(d) = &a.deadman {
-            uptime_notify::spec::check_url("url", &d.url).map_err(|e| Error::config(format!("alerts.deadman: {}: {}", e.field, e.message)))?;
+            uptime_notify::spec::check_url("url", &d.url)
+                .map_err(|e| Error::config(format!("alerts.deadman: {}: {}", e.field, e.message)))?;
             if d.interval_ms < 1_000 {
                 return Err(Error::config("alerts.deadman: interval_ms at least 1000"));
             }

@@ -211,6 +211,7 @@ async fn lead(cluster: Cluster, config: DispatchConfig, term: u64, stop: Cancell
             }
         };
         lease.confirmed(t0, config.usable());
+        failpoint_hold_after_claim(&stop).await;
         {
             let mut f = in_flight.lock().unwrap();
             for id in ids.iter().filter(|id| !claimed.contains(id)) {
@@ -362,6 +363,21 @@ async fn attempt(
     }
     out
 }
+
+/// Debug builds only: `UPTIMETEST_DISPATCH_HOLD_AFTER_CLAIM=FILE` makes the
+/// dispatcher stop for good after a claim commits, before it sends, while
+/// FILE exists (so a test can kill the leader between the claim and the send,
+/// and let the next leader through by removing the file first).
+#[cfg(debug_assertions)]
+async fn failpoint_hold_after_claim(stop: &CancellationToken) {
+    if std::env::var_os("UPTIMETEST_DISPATCH_HOLD_AFTER_CLAIM").is_some_and(|f| std::path::Path::new(&f).exists()) {
+        warn!("failpoint: holding after the claim, before sending");
+        stop.cancelled().await;
+    }
+}
+
+#[cfg(not(debug_assertions))]
+async fn failpoint_hold_after_claim(_: &CancellationToken) {}
 
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {

@@ -183,6 +183,13 @@ tick_ms = 500
         AddNode { id, peer_addr: n.peer_addr.clone(), api_addr: n.api_url.clone() }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...) to node `id`.
+    pub fn signal(&self, id: u64, signal: &str) {
+        let pid = self.nodes[&id].child.as_ref().expect("node running").id();
+        let status = Command::new("kill").args([format!("-{signal}"), pid.to_string()]).status().unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// kill -9.
     pub fn kill(&mut self, id: u64) {
         let mut child = self.nodes.get_mut(&id).unwrap().child.take().expect("node running");

@@ -1,0 +1,256 @@
+#![allow(dead_code)] // the shared harness has more than these tests use
+
+//! Alert delivery end to end: real `uptime-node` processes, a real target
+//! flipped down and up, and a recording, fencing webhook sink (`sink.rs`).
+//! What a receiver sees is asserted: how many requests, with which
+//! idempotency keys and fencing tokens, and what the API says about them.
+
+#[path = "../cluster/harness.rs"]
+mod harness;
+mod sink;
+#[path = "../cluster/target.rs"]
+mod target;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use harness::{monitor, wait_until, TestCluster};
+use sink::{Received, Sink};
+use target::Target;
+use uptime_api::dto::{ChannelView, NotificationView};
+use uptime_api::Client;
+
+const SECRET: &str = "hmac-secret-4f1c9e";
+const HEADER_SECRET: &str = "Bearer header-secret-77aa";
+/// Retries fast enough for a test: 500 ms, doubling, at most 1 s.
+const ALERTS: &str = "[alerts]\nretry_backoff_ms = 500\nretry_max_backoff_ms = 1000\n";
+
+struct Setup {
+    cluster: TestCluster,
+    target: Target,
+    sink: Sink,
+    c: Client,
+}
+
+async fn setup(env_file: Option<&std::path::Path>) -> Setup {
+    let mut cluster = TestCluster::start_with_tables(3, "", ALERTS).await;
+    if let Some(f) = env_file {
+        let value = f.display().to_string();
+        cluster.restart_all_with_env(&[("UPTIMETEST_DISPATCH_HOLD_AFTER_CLAIM", value.as_str())]).await;
+    }
+    let target = Target::start().await;
+    let sink = Sink::start().await;
+    let c = cluster.client(1);
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert("Authorization".to_string(), HEADER_SECRET.to_string());
+    headers.insert("X-Team".to_string(), "infra".to_string());
+    c.create_channel(&ChannelView {
+        name: "hook".into(),
+        kind: "webhook".into(),
+        url: Some(sink.url.clone()),
+        secret: Some(SECRET.into()),
+        headers,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut m = monitor("web");
+    m.target = target.url.clone();
+    m.interval = Some("1s".into());
+    m.timeout = Some("1s".into());
+    m.channels = vec!["hook".into()];
+    c.create_monitor(&m).await.unwrap();
+    wait_state(&c, "web", "up").await;
+    Setup { cluster, target, sink, c }
+}
+
+async fn wait_state(c: &Client, name: &str, state: &str) {
+    wait_until(&format!("{name} {state}"), Duration::from_secs(30), || {
+        let c = c.clone();
+        async move { c.get_monitor(name).await.ok().filter(|m| m.state == state) }
+    })
+    .await;
+}
+
+fn kinds(rs: &[Received]) -> Vec<String> {
+    rs.iter().map(|r| r.json()["kind"].as_str().unwrap_or("?").to_string()).collect()
+}
+
+/// The incident's notifications once every one is sent or dead.
+async fn settled(c: &Client, incident: u64) -> Vec<NotificationView> {
+    wait_until("the incident's notifications to settle", Duration::from_secs(30), || {
+        let c = c.clone();
+        async move {
+            let ns = c.incident_deliveries(&incident.to_string()).await.ok()?;
+            ns.iter().all(|n| n.state == "sent" || n.state == "dead").then_some(ns)
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a10_one_incident_delivers_one_open_and_one_resolve_signed_keyed_and_fenced() {
+    let s = setup(None).await;
+    assert!(s.sink.received().is_empty(), "nothing is sent before an incident");
+
+    s.target.set_up(false);
+    s.sink.wait_for("the open alert", Duration::from_secs(30), |r| !r.is_empty()).await;
+    s.target.set_up(true);
+    s.sink.wait_for("the resolve alert", Duration::from_secs(30), |r| r.len() >= 2).await;
+    let incident = s.c.list_incidents(None).await.unwrap()[0].id;
+    let ns = settled(&s.c, incident).await;
+
+    let got = s.sink.received();
+    assert_eq!(kinds(&got), ["open", "resolve"], "{got:#?}");
+    for (r, n) in got.iter().zip(&ns) {
+        assert_eq!(r.path, "/hook");
+        // The idempotency key is the notification id; the token names the claim.
+        assert_eq!(r.header("idempotency-key"), Some(n.id.to_string().as_str()));
+        assert_eq!(r.header("x-uptime-fencing-token"), Some(n.deliveries[0].fencing_token.as_str()));
+        assert_eq!(r.header("x-team"), Some("infra"));
+        assert_eq!(r.header("authorization"), Some(HEADER_SECRET));
+        let body = r.json();
+        assert_eq!(body["incident_id"], incident);
+        assert_eq!(body["monitor"]["name"], "web");
+        assert_eq!(body["monitor"]["target"], s.target.url.as_str());
+        // A receiver verifies the signature with the shared secret.
+        let ts = r.header("x-uptime-timestamp").expect("a timestamp header");
+        let sig = r.header("x-uptime-signature").expect("a signature header");
+        assert!(uptime_notify::verify_signature(SECRET, ts, r.body.as_bytes(), sig), "{r:#?}");
+        assert!(!uptime_notify::verify_signature("wrong", ts, r.body.as_bytes(), sig));
+    }
+    assert!(got[0].json()["verdict"].as_str().is_some());
+    // Each record was sent once, on its first attempt.
+    let outcomes: Vec<(String, u32, String)> =
+        ns.iter().map(|n| (n.kind.clone(), n.attempts, n.deliveries[0].outcome.clone())).collect();
+    assert_eq!(outcomes, [("open".into(), 1, "sent".into()), ("resolve".into(), 1, "sent".into())]);
+
+    // Secrets never leave the API, nor reach a log.
+    let shown = format!("{:?}{:?}", s.c.get_channel("hook").await.unwrap(), s.c.list_channels().await.unwrap());
+    for secret in [SECRET, HEADER_SECRET] {
+        assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        for id in 1..=3 {
+            assert!(!s.cluster.log(id).contains(secret), "{secret} in node {id}'s log");
+        }
+    }
+    assert!(shown.contains("<redacted>"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a20_a_failing_receiver_gets_retries_with_backoff_and_a_dead_record_is_listed() {
+    let s = setup(None).await;
+    // Fails twice, then succeeds: delivered once, on the third attempt.
+    s.sink.fail_next(2);
+    s.target.set_up(false);
+    s.sink.wait_for("three attempts", Duration::from_secs(30), |r| r.len() >= 3).await;
+    let incident = s.c.list_incidents(None).await.unwrap()[0].id;
+    let ns = settled(&s.c, incident).await;
+    let got = s.sink.received();
+    assert_eq!(got.iter().map(|r| r.status).collect::<Vec<_>>(), [500, 500, 200]);
+    let keys: BTreeSet<_> = got.iter().map(|r| r.header("idempotency-key").unwrap().to_string()).collect();
+    assert_eq!(keys.len(), 1, "every attempt carries the same key: {got:#?}");
+    let outcomes: Vec<&str> = ns[0].deliveries.iter().map(|d| d.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["failed", "failed", "sent"]);
+    assert_eq!(ns[0].deliveries[0].status, Some(500));
+    let at = |i: usize| humantime::parse_rfc3339(&ns[0].deliveries[i].at).unwrap();
+    assert!(at(1).duration_since(at(0)).unwrap() >= Duration::from_millis(300), "no backoff: {ns:#?}");
+
+    // Always fails: the resolve notification dies at the attempt cap and is listed.
+    s.sink.always_fail(true);
+    s.target.set_up(true);
+    let dead = wait_until("a dead notification", Duration::from_secs(60), || {
+        let c = s.c.clone();
+        async move { c.list_outbox(Some("dead")).await.ok().filter(|l| !l.is_empty()) }
+    })
+    .await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].kind, "resolve");
+    assert_eq!(dead[0].attempts, uptime_raft_store::MAX_ATTEMPTS);
+    assert!(dead[0].deliveries.iter().all(|d| d.outcome == "failed" && d.status == Some(500)));
+    let inc = s.c.get_incident(&incident.to_string()).await.unwrap();
+    assert!(inc.timeline.iter().any(|e| e.kind == "notification" && e.text.contains("given up")), "{inc:#?}");
+    // The CLI lists it too.
+    let out = uptimectl(&s.cluster, &["outbox", "list", "--state", "dead"]);
+    assert!(out.contains("dead") && out.contains("resolve"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a30_a_leader_killed_between_claim_and_send_is_replaced_and_the_alert_sent_once_with_the_same_key() {
+    let hold = tempfile::NamedTempFile::new().unwrap();
+    let mut s = setup(Some(hold.path())).await;
+    let leader = s.cluster.leader(1, None).await;
+    s.target.set_up(false);
+    // The leader claims the open notification, then holds (the failpoint).
+    let claimed = wait_until("the open notification claimed", Duration::from_secs(30), || {
+        let c = s.c.clone();
+        async move { c.list_outbox(Some("claimed")).await.ok().filter(|l| !l.is_empty()) }
+    })
+    .await;
+    std::fs::remove_file(hold.path()).unwrap(); // the next leader does not hold
+    s.cluster.kill(leader);
+    let other = if leader == 1 { 2 } else { 1 };
+    let c = s.cluster.client(other);
+    s.sink.wait_for("the open alert from the new leader", Duration::from_secs(30), |r| !r.is_empty()).await;
+    let ns = settled(&c, claimed[0].incident_id).await;
+    let got = s.sink.received();
+    assert_eq!(got.len(), 1, "sent exactly once: {got:#?}");
+    assert_eq!(got[0].header("idempotency-key"), Some(claimed[0].id.to_string().as_str()));
+    let (term, node) = got[0].leader().unwrap();
+    assert_ne!(node, leader, "sent by the new leader");
+    let outcomes: Vec<(&str, String)> =
+        ns[0].deliveries.iter().map(|d| (d.outcome.as_str(), d.fencing_token.clone())).collect();
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    // The held claim shows as interrupted, under the old leader's token.
+    assert_eq!(outcomes[0].0, "interrupted");
+    let old: Vec<u64> = outcomes[0].1.split('-').map(|p| p.parse().unwrap()).collect();
+    assert_eq!(old[1], leader, "{outcomes:?}");
+    assert!(old[0] < term, "the new leader's term is later: {outcomes:?}");
+    assert_eq!(outcomes[1], ("sent", got[0].header("x-uptime-fencing-token").unwrap().to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a40_a_paused_leader_mid_send_is_deposed_and_the_fencing_sink_accepts_nothing_from_it() {
+    let s = setup(None).await;
+    let old = s.cluster.leader(1, None).await;
+    let old_term = s.c.cluster_status().await.unwrap().term;
+    // The old leader's send is slow on the wire: held at the sink, unjudged.
+    s.sink.hold_term(old_term);
+    s.target.set_up(false);
+    s.sink.wait_until("the old leader's send on the wire", Duration::from_secs(30), |s| s.held() == 1).await;
+    s.cluster.signal(old, "STOP");
+    let other = if old == 1 { 2 } else { 1 };
+    let c = s.cluster.client(other);
+    let new = s.cluster.leader(other, Some(old)).await;
+    // The new leader takes the claim over and delivers it.
+    s.sink.wait_for("the new leader's delivery", Duration::from_secs(30), |r| r.iter().any(|r| r.status == 200)).await;
+    s.cluster.signal(old, "CONT");
+    // The old leader's request finally arrives: the sink refuses it as stale.
+    s.sink.release();
+    s.sink.wait_for("the old leader's request judged", Duration::from_secs(30), |r| r.len() >= 2).await;
+    let got = s.sink.received();
+    let accepted: Vec<&Received> = got.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(accepted.len(), 1, "{got:#?}");
+    assert_eq!(accepted[0].leader().map(|l| l.1), Some(new));
+    assert!(accepted.iter().all(|r| r.leader().map(|l| l.1) != Some(old)), "{got:#?}");
+    assert_eq!(s.sink.stale_rejected(), 1);
+    let keys: BTreeSet<_> = got.iter().map(|r| r.header("idempotency-key").unwrap()).collect();
+    assert_eq!(keys.len(), 1, "the same notification, the same key: {got:#?}");
+    // The old leader, back, follows and records nothing over the new leader's outcome.
+    let incident = c.list_incidents(None).await.unwrap()[0].id;
+    let ns = settled(&c, incident).await;
+    assert_eq!(ns[0].state, "sent");
+    assert_eq!(ns[0].deliveries.last().unwrap().outcome, "sent");
+    s.cluster.wait_healthy(3).await;
+}
+
+/// Runs `uptimectl` against node 1 and returns its stdout (it must succeed).
+fn uptimectl(cluster: &TestCluster, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_uptimectl"))
+        .args(args)
+        .env("UPTIMECTL_ENDPOINT", cluster.client(1).endpoint())
+        .env("UPTIMECTL_TOKEN", harness::TOKEN)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "uptimectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
