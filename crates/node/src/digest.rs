@@ -81,7 +81,18 @@ struct Runs {
     failing: u32,
     /// Checks in a row this node could not run.
     not_checked: u32,
+    /// The target failed since the node last saw it up: up results count
+    /// toward a recovery.
+    recovering: bool,
 }
+
+/// Results within this many of a change of class (up to failing, failing to
+/// up) are sealed at once: one of them may be the one that confirms a verdict
+/// (confirmations are at most 100).
+const URGENT_RUN: u32 = 100;
+/// An urgent result waits this long for others before its digest is sealed,
+/// so a mass outage seals a few digests, not one per result.
+pub const URGENT_GATHER: Duration = Duration::from_millis(20);
 
 impl Runs {
     /// Counts `status` in; the run and failing run to report.
@@ -102,6 +113,26 @@ impl Runs {
         };
         (self.run, self.failing)
     }
+
+    /// Whether the result just folded may move the verdict: a failing result
+    /// early in its failing run, or an up result early in a recovery. Runs of a
+    /// steady state (up since the node started, or down for long) are not.
+    fn urgent(&mut self, status: CheckStatus) -> bool {
+        match status {
+            CheckStatus::NotChecked => false,
+            CheckStatus::Up => {
+                let urgent = self.recovering && self.run <= URGENT_RUN;
+                if self.run > URGENT_RUN {
+                    self.recovering = false;
+                }
+                urgent
+            }
+            CheckStatus::Degraded | CheckStatus::Down => {
+                self.recovering = true;
+                self.failing <= URGENT_RUN || self.run == 1
+            }
+        }
+    }
 }
 
 impl Window {
@@ -112,7 +143,10 @@ impl Window {
     /// descriptors) says nothing about the target: it is reported as
     /// `NotChecked` with the reason, which the per-node view shows and the
     /// verdict does not count as a vote; it adds no check to the history.
-    fn fold(&mut self, report: Report) {
+    ///
+    /// Returns whether the result is urgent ([`Runs::urgent`]): its digest
+    /// should go now rather than at the end of the window.
+    fn fold(&mut self, report: Report) -> bool {
         let (status, error, latency) = match report.result {
             Ok(outcome) => {
                 let status = match outcome.status {
@@ -137,6 +171,7 @@ impl Window {
             }
         }
         let (run, failing_run) = runs.fold(status);
+        let urgent = runs.urgent(status);
         let r = self.results.entry(report.monitor_id).or_insert_with(|| MonitorResult {
             monitor_id: report.monitor_id,
             checks: 0,
@@ -156,6 +191,7 @@ impl Window {
             r.failures += u64::from(matches!(status, CheckStatus::Down | CheckStatus::Degraded));
             r.latency.record(latency.as_micros() as u64);
         }
+        urgent
     }
 
     fn take(&mut self) -> Vec<MonitorResult> {
@@ -176,29 +212,35 @@ pub async fn collect(
     let mut window = Window::default();
     let mut ticker = tokio::time::interval(config.window);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Set by an urgent result: the window is sealed early, at this instant.
+    let mut early: Option<tokio::time::Instant> = None;
     loop {
+        let seal_early = async {
+            match early {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => break,
             report = reports.recv() => match report {
                 Some(r) => {
-                    window.fold(r);
+                    if window.fold(r) && early.is_none() {
+                        early = Some(tokio::time::Instant::now() + URGENT_GATHER);
+                    }
                     if window.not_run > 0 {
                         queue.count_not_run(std::mem::take(&mut window.not_run));
                     }
                 }
                 None => break,
             },
+            _ = seal_early => {
+                early = None;
+                seal(&queue, &mut window, &sealed, "early: a result may move a verdict");
+            }
             _ = ticker.tick() => {
-                if window.results.is_empty() {
-                    continue;
-                }
-                match queue.push(window.take()) {
-                    Ok(seq) => {
-                        debug!(seq, "digest sealed");
-                        sealed.notify_one();
-                    }
-                    Err(e) => warn!(error = %e, "cannot write a digest to the digest queue; results of this window are lost"),
-                }
+                early = None;
+                seal(&queue, &mut window, &sealed, "at the end of the window");
             }
         }
     }
@@ -207,6 +249,20 @@ pub async fn collect(
         if let Err(e) = queue.push(window.take()) {
             warn!(error = %e, "cannot seal the last digest");
         }
+    }
+}
+
+fn seal(queue: &DigestQueue, window: &mut Window, sealed: &Notify, why: &'static str) {
+    if window.results.is_empty() {
+        return;
+    }
+    let urgent = window.results.len();
+    match queue.push(window.take()) {
+        Ok(seq) => {
+            debug!(seq, monitors = urgent, why, "digest sealed");
+            sealed.notify_one();
+        }
+        Err(e) => warn!(error = %e, "cannot write a digest to the digest queue; results of this window are lost"),
     }
 }
 
@@ -352,6 +408,30 @@ mod tests {
             ),
         };
         Report { monitor_id, due: now, started: now, result: Ok(outcome) }
+    }
+
+    #[tokio::test]
+    async fn results_that_may_move_a_verdict_are_urgent_and_steady_ones_are_not() {
+        use uptime_probe::Status::{Down, Up};
+        let mut w = Window::default();
+        // Up since the node started: never urgent, so start-up seals nothing early.
+        assert!((0..5).all(|_| !w.fold(report(1, Up))));
+        // The first failure and those that follow may confirm DOWN.
+        assert!(w.fold(report(1, Down)));
+        assert!(w.fold(report(1, Down)));
+        // Recovery: the up results that may confirm UP.
+        assert!(w.fold(report(1, Up)));
+        assert!(w.fold(report(1, Up)));
+        // Long steady up again: no longer urgent.
+        for _ in 0..URGENT_RUN {
+            w.fold(report(1, Up));
+        }
+        assert!(!w.fold(report(1, Up)));
+        // Down for long: past the confirmations' reach, no longer urgent.
+        for _ in 0..=URGENT_RUN {
+            w.fold(report(1, Down));
+        }
+        assert!(!w.fold(report(1, Down)));
     }
 
     #[tokio::test]
