@@ -10,6 +10,7 @@
 //! - `monitor_sync`: the probe scheduler follows the applied monitors.
 //! - `leader`: what only the leader does on its own schedule (the tick).
 //! - `dispatch`: the leader's fenced delivery of the outbox through channels.
+//! - `safety`: the node's own notices outside the fence (lost quorum, dead man's switch).
 //! - `ctl`: the `uptimectl` commands over the typed API client.
 //!
 //! ```no_run
@@ -28,8 +29,12 @@ pub mod dispatch;
 mod error;
 pub mod leader;
 pub mod monitor_sync;
+pub mod safety;
 mod server;
 
-pub use config::{Config, DigestSettings, PeerConfig, ProbeSettings, RaftTimings, TlsFiles};
+pub use config::{
+    AlertSettings, Config, DeadmanSettings, DigestSettings, LostQuorumSettings, PeerConfig, ProbeSettings, RaftTimings,
+    TlsFiles,
+};
 pub use error::Error;
 pub use server::{Node, Parts};

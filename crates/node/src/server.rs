@@ -217,6 +217,13 @@ impl Node {
                 ))
             };
             probing.spawn("dispatcher", ok(crate::dispatch::run(cluster.clone(), dispatch, shutdown.clone())));
+            if let Some(l) = config.alerts.lost_quorum.clone() {
+                probing
+                    .spawn("lost-quorum notices", ok(crate::safety::lost_quorum(cluster.clone(), l, shutdown.clone())));
+            }
+            if let Some(d) = config.alerts.deadman.clone() {
+                probing.spawn("dead man's switch", ok(crate::safety::deadman(cluster.clone(), d, shutdown.clone())));
+            }
 
             failure = tokio::select! {
                 biased;

@@ -195,6 +195,22 @@ pub async fn deliver(
     http_client::post(&client.http, request, fencing, &spec.redacted(), &scrub).await
 }
 
+/// A JSON document POSTed to `url` outside the outbox and its fence: a node's
+/// own notices (lost quorum, the dead man's switch). It carries
+/// `Idempotency-Key: <key>` and `X-Uptime-Fencing-Token: unfenced`.
+pub async fn post_json(client: &Sender, url: &str, body: String, key: &str) -> Result<Delivered, SendError> {
+    let spec = ChannelSpec {
+        kind: ChannelKind::Webhook { url: url.to_string(), headers: Vec::new(), secret: None },
+        subject: None,
+        body: None,
+    };
+    let scrub = Scrub::new(&spec);
+    let request = payload::webhook(url, &[], None, body, unix_now())?;
+    let fencing =
+        Fencing { idempotency_key: key.to_string(), token: "unfenced".to_string(), term: 0, node_id: 0, index: 0 };
+    http_client::post(&client.http, request, &fencing, &spec.redacted(), &scrub).await
+}
+
 /// Replaces a spec's secrets in text that a dependency or a server produced.
 pub(crate) struct Scrub(Vec<String>);
 

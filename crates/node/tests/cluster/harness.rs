@@ -184,6 +184,7 @@ tick_ms = 500
     }
 
     /// Sends `signal` (`STOP`, `CONT`, ...) to node `id`.
+    #[allow(dead_code)] // used by the alert tests, which share this harness
     pub fn signal(&self, id: u64, signal: &str) {
         let pid = self.nodes[&id].child.as_ref().expect("node running").id();
         let status = Command::new("kill").args([format!("-{signal}"), pid.to_string()]).status().unwrap();
