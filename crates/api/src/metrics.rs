@@ -100,6 +100,22 @@ pub fn render(cluster: &Cluster, local: Option<&dyn LocalMetrics>) -> Result<Str
     w.counter("uptime_digests_duplicate_total", "Digests dropped by apply as already applied.", &[], dup);
     let coalesced = reader.digests_coalesced()?;
     w.counter("uptime_digests_coalesced_total", "Digest windows folded together because of a backlog.", &[], coalesced);
+    let mut by_state: BTreeMap<&'static str, u64> =
+        ["pending", "claimed", "sent", "failed", "dead"].into_iter().map(|s| (s, 0)).collect();
+    for n in reader.outbox()? {
+        *by_state.entry(n.state.as_str()).or_insert(0) += 1;
+    }
+    for (state, n) in by_state {
+        let help = "Notification records by state (failed: waiting for a retry; dead: given up).";
+        w.gauge("uptime_notifications", help, &[("state", state)], n);
+    }
+    let mut outcomes: BTreeMap<&'static str, u64> =
+        ["sent", "failed", "abandoned", "undeliverable", "interrupted"].into_iter().map(|s| (s, 0)).collect();
+    outcomes.extend(reader.delivery_counts()?);
+    for (outcome, n) in outcomes {
+        let help = "Delivery attempts recorded in the replicated delivery log, by outcome.";
+        w.counter("uptime_notification_deliveries_total", help, &[("outcome", outcome)], n);
+    }
     if let Some(local) = local {
         local.write(&mut w);
     }

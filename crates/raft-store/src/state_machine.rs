@@ -858,6 +858,15 @@ impl StateReader {
         Ok(self.scan::<Delivery>(tables::DELIVERIES, &id_key(id))?.into_iter().map(|(_, d)| d).collect())
     }
 
+    /// Every recorded delivery attempt, counted by outcome.
+    pub fn delivery_counts(&self) -> Result<std::collections::BTreeMap<&'static str, u64>, Error> {
+        let mut out = std::collections::BTreeMap::new();
+        for (_, d) in self.scan::<Delivery>(tables::DELIVERIES, &[])? {
+            *out.entry(d.outcome.as_str()).or_insert(0) += 1;
+        }
+        Ok(out)
+    }
+
     /// An incident's notifications, in id order.
     pub fn incident_notifications(&self, incident_id: u64) -> Result<Vec<Notification>, Error> {
         Ok(self.outbox()?.into_iter().filter(|n| n.incident_id == incident_id).collect())

@@ -12,6 +12,8 @@ mod sink;
 mod target;
 
 use std::collections::BTreeSet;
+
+use futures::StreamExt;
 use std::time::Duration;
 
 use harness::{monitor, wait_until, TestCluster};
@@ -169,6 +171,9 @@ async fn a20_a_failing_receiver_gets_retries_with_backoff_and_a_dead_record_is_l
     assert!(dead[0].deliveries.iter().all(|d| d.outcome == "failed" && d.status == Some(500)));
     let inc = s.c.get_incident(&incident.to_string()).await.unwrap();
     assert!(inc.timeline.iter().any(|e| e.kind == "notification" && e.text.contains("given up")), "{inc:#?}");
+    let page = s.c.metrics().await.unwrap();
+    assert!(page.contains("uptime_notifications{state=\"dead\"} 1\n"), "{page}");
+    assert!(page.contains("uptime_notification_deliveries_total{outcome=\"sent\"} 1\n"), "{page}");
     // The CLI lists it too.
     let out = uptimectl(&s.cluster, &["outbox", "list", "--state", "dead"]);
     assert!(out.contains("dead") && out.contains("resolve"), "{out}");
@@ -241,6 +246,80 @@ async fn a40_a_paused_leader_mid_send_is_deposed_and_the_fencing_sink_accepts_no
     assert_eq!(ns[0].state, "sent");
     assert_eq!(ns[0].deliveries.last().unwrap().outcome, "sent");
     s.cluster.wait_healthy(3).await;
+}
+
+/// A TCP target for many monitors: accepts while up; once closed, its port
+/// refuses connections.
+struct TcpTarget {
+    addr: String,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl TcpTarget {
+    async fn start() -> TcpTarget {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = s.cancelled() => return, // drops the listener: the port refuses
+                    accepted = listener.accept() => drop(accepted),
+                }
+            }
+        });
+        TcpTarget { addr, stop }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a50_a_thousand_monitors_down_together_all_deliver_none_twice() {
+    const N: usize = 1_000;
+    let cluster = TestCluster::start_with_tables(3, "", ALERTS).await;
+    let sink = Sink::start().await;
+    let target = TcpTarget::start().await;
+    let c = cluster.client(1);
+    c.create_channel(&ChannelView {
+        name: "hook".into(),
+        kind: "webhook".into(),
+        url: Some(sink.url.clone()),
+        default: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let creates = (0..N).map(|i| {
+        let c = c.clone();
+        let mut m = monitor(&format!("m{i}"));
+        m.kind = "tcp".into();
+        m.target = target.addr.clone();
+        m.interval = Some("5s".into());
+        m.timeout = Some("2s".into());
+        async move { c.create_monitor(&m).await }
+    });
+    let created = futures::stream::iter(creates).buffer_unordered(32).collect::<Vec<_>>().await;
+    assert!(created.iter().all(Result::is_ok), "{:?}", created.iter().find(|r| r.is_err()));
+    wait_until("all monitors up", Duration::from_secs(60), || {
+        let c = c.clone();
+        async move { c.list_monitors(false).await.ok().filter(|l| l.len() == N && l.iter().all(|m| m.state == "up")) }
+    })
+    .await;
+    target.stop.cancel();
+    sink.wait_for("1000 deliveries", Duration::from_secs(90), |r| r.len() >= N).await;
+    wait_until("every notification sent", Duration::from_secs(30), || {
+        let c = c.clone();
+        async move { c.list_outbox(Some("due")).await.ok().filter(|l| l.is_empty()) }
+    })
+    .await;
+    let got = sink.received();
+    let keys: BTreeSet<&str> = got.iter().map(|r| r.header("idempotency-key").unwrap()).collect();
+    let page = c.metrics().await.unwrap();
+    let outcomes: Vec<&str> = page.lines().filter(|l| l.starts_with("uptime_notification_deliveries_total{")).collect();
+    assert_eq!(got.len(), N, "one delivery each, none twice; attempts recorded: {outcomes:?}");
+    assert_eq!(keys.len(), N);
+    let incidents: BTreeSet<u64> = got.iter().map(|r| r.json()["incident_id"].as_u64().unwrap()).collect();
+    assert_eq!(incidents.len(), N, "one per incident");
 }
 
 /// Runs `uptimectl` against node 1 and returns its stdout (it must succeed).
