@@ -12,7 +12,9 @@
 # (the uptime-node process itself), nodeK/api_url, nodeK/log, nodeK/data.
 #
 # Environment: DEV_CLUSTER_PROFILE=release|debug (default release), DEV_CLUSTER_BIN_DIR to
-# use prebuilt binaries, DEV_CLUSTER_GRACE seconds before SIGKILL (default 10).
+# use prebuilt binaries, DEV_CLUSTER_GRACE seconds before SIGKILL (default 10),
+# DEV_CLUSTER_EXTRA_TOML: TOML appended to every node's config, with @K@
+# replaced by the node id (e.g. $'[probe]\nsource_addrs = ["127.0.0.@K@"]').
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -121,6 +123,9 @@ ca = "../certs/ca.pem"
 cert = "../certs/node$k.pem"
 key = "../certs/node$k.key"
 TOML
+    if [ -n "${DEV_CLUSTER_EXTRA_TOML:-}" ]; then
+      printf '\n%s\n' "${DEV_CLUSTER_EXTRA_TOML//@K@/$k}" >>"$node/config.toml"
+    fi
     echo "http://127.0.0.1:$ap" >"$node/api_url"
   done
   printf 'UPTIMECTL_ENDPOINT=%s\nUPTIMECTL_TOKEN=%s\n' "$(cat "$dir/node1/api_url")" "$token" >"$dir/env"

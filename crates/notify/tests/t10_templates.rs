@@ -162,3 +162,16 @@ fn t17_an_unguarded_monitor_fails_for_a_declared_incident() {
         spec(channels().remove(0), None, Some("{% if monitor %}{{ monitor.name }}{% else %}{{ title }}{% endif %}"));
     assert_eq!(render(&guarded, &declared(AlertKind::Open)).unwrap().body, "Payments degraded at the provider");
 }
+
+/// The example in docs/alerting.md ("Templates") is accepted and renders as shown.
+#[test]
+fn t19_the_documented_example_renders() {
+    let body = r#"{"text": {{ (monitor.name ~ " is " ~ verdict ~ " on " ~ (nodes | length) ~ " nodes") | tojson }}}"#;
+    let s = spec(channels().remove(0), None, Some(body));
+    check_templates(&s).unwrap();
+    let r = render(&s, &alert(AlertKind::Open)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["text"], format!("web is {} on 3 nodes", alert(AlertKind::Open).verdict));
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/alerting.md")).unwrap();
+    assert!(doc.contains(body), "docs/alerting.md no longer shows this example");
+}

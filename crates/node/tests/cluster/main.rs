@@ -604,7 +604,11 @@ async fn t85_incidents_maintenance_pause_and_history_through_the_api() {
         async move { l.get_incident(&id).await.ok().filter(|i| i.state == "resolved") }
     })
     .await;
-    assert_eq!(on_leader.timeline.len(), 4);
+    // With no channel configured, open and resolve each say so on the timeline.
+    assert_eq!(on_leader.timeline.len(), 6, "{:#?}", on_leader.timeline);
+    let unsent =
+        on_leader.timeline.iter().filter(|e| e.kind == "notification" && e.text.contains("no channel")).count();
+    assert_eq!(unsent, 2, "{:#?}", on_leader.timeline);
 
     // Maintenance windows: one-off and recurring; bad ones refused with the field.
     let w = c

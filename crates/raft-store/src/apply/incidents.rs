@@ -17,7 +17,7 @@ impl Apply<'_> {
         text: &str,
     ) -> Result<Incident> {
         let id = self.next_id(NEXT_INCIDENT)?;
-        let inc = Incident {
+        let mut inc = Incident {
             id,
             monitor_id: monitor.map(|m| m.id),
             cause,
@@ -43,7 +43,7 @@ impl Apply<'_> {
             None => false,
         };
         if !silenced {
-            self.notify(&inc, monitor.map(|m| &m.policy), NotificationKind::Open)?;
+            self.notify(&mut inc, monitor.map(|m| &m.policy), NotificationKind::Open)?;
         }
         Ok(inc)
     }
@@ -85,7 +85,7 @@ impl Apply<'_> {
             None => false,
         };
         if notify && !silenced {
-            self.notify(&inc, monitor.as_ref().map(|m| &m.policy), NotificationKind::Resolve)?;
+            self.notify(&mut inc, monitor.as_ref().map(|m| &m.policy), NotificationKind::Resolve)?;
         }
         Ok(Some(inc))
     }
@@ -169,7 +169,7 @@ impl Apply<'_> {
                 inc.record(self.event(by, "reopened", ""));
                 self.put(INCIDENTS, &id_key(id), &inc)?;
                 let monitor = inc.monitor_id.map(|m| self.monitor(m)).transpose()?.flatten();
-                self.notify(&inc, monitor.as_ref().map(|m| &m.policy), NotificationKind::Open)?;
+                self.notify(&mut inc, monitor.as_ref().map(|m| &m.policy), NotificationKind::Open)?;
                 return Ok(Response::Incident(inc));
             }
             IncidentCommand::Note { by, text, .. } => inc.record(self.event(by, "note", text.clone())),

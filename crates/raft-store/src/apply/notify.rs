@@ -4,20 +4,20 @@ use super::*;
 
 impl Apply<'_> {
     /// Writes one outbox record per channel the policy resolves to, and lists
-    /// it as due. With no channel at all, the incident's timeline says so.
+    /// it as due. With no channel at all, the incident's timeline says so
+    /// (`inc` is stored again with that line).
     pub(super) fn notify(
         &mut self,
-        inc: &Incident,
+        inc: &mut Incident,
         policy: Option<&AlertPolicy>,
         kind: NotificationKind,
     ) -> Result<()> {
         let channels = self.channels_for(policy)?;
-        if channels.is_empty() {
-            if let Some(mut stored) = self.get::<Incident>(INCIDENTS, &id_key(inc.id))? {
-                let text = format!("no {} notification: no channel is configured for it", kind.as_str());
-                stored.record(self.event(SYSTEM, "notification", text));
-                self.put(INCIDENTS, &id_key(inc.id), &stored)?;
-            }
+        // Said once per open and resolve; a reminder that reaches no one says nothing new.
+        if channels.is_empty() && kind != NotificationKind::Reminder {
+            let text = format!("no {} notification: no channel is configured for it", kind.as_str());
+            inc.record(self.event(SYSTEM, "notification", text));
+            self.put(INCIDENTS, &id_key(inc.id), &*inc)?;
             return Ok(());
         }
         for channel in channels {

@@ -37,7 +37,7 @@ impl Apply<'_> {
             }
             inc.last_notified_at_ms = self.now;
             self.put(INCIDENTS, &id_key(inc.id), &inc)?;
-            self.notify(&inc, Some(&m.policy), NotificationKind::Reminder)?;
+            self.notify(&mut inc, Some(&m.policy), NotificationKind::Reminder)?;
         }
         Ok(())
     }

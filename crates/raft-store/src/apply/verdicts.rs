@@ -176,7 +176,7 @@ impl Apply<'_> {
         }
         self.put(INCIDENTS, &id_key(inc.id), &inc)?;
         if notify && !self.in_maintenance(m.id)? {
-            self.notify(&inc, Some(&m.policy), NotificationKind::Open)?;
+            self.notify(&mut inc, Some(&m.policy), NotificationKind::Open)?;
         }
         Ok(())
     }
