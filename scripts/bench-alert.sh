@@ -37,7 +37,7 @@ fi
 work=$(mktemp -d /tmp/bench-alert.XXXXXX)
 cleanup() { "$ROOT/scripts/dev-cluster.sh" down "$work/cluster" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
-DEV_CLUSTER_EXTRA_TOML=$'[probe]\nsource_addrs = ["127.0.0.@K@"]' \
+DEV_CLUSTER_EXTRA_TOML=$'[probe]\nsource_addrs = ["127.0.0.@K@"]\nmax_in_flight_per_endpoint = 1024' \
   "$ROOT/scripts/dev-cluster.sh" up 3 "$work/cluster" >&2
 timeout 3600 python3 "$ROOT/scripts/bench_alert.py" --dev-dir "$work/cluster" \
   --script "$ROOT/scripts/dev-cluster.sh" --workdir "$work" "${ARGS[@]}"

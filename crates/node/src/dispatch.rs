@@ -180,9 +180,13 @@ async fn lead(cluster: Cluster, config: DispatchConfig, term: u64, stop: Cancell
     let settler = tokio::spawn(settle(cluster.clone(), term, done_rx, in_flight.clone(), stop.clone()));
     let renewer =
         tokio::spawn(renew(cluster.clone(), config.clone(), term, lease.clone(), in_flight.clone(), stop.clone()));
-    let acks = tokio::spawn(follow_acks(cluster.clone(), config.clone(), term, lease.clone(), stop.clone()));
+    // Cancelled once this node is no longer leader of `term`: every send in
+    // flight is then given up.
+    let deposed = CancellationToken::new();
+    let acks =
+        tokio::spawn(follow_acks(cluster.clone(), config.clone(), term, lease.clone(), deposed.clone(), stop.clone()));
     let sends = Arc::new(Semaphore::new(config.concurrency));
-    let mut metrics = cluster.raft().metrics();
+    let mut applied = cluster.raft().metrics();
 
     while leads(&cluster, term) && !stop.is_cancelled() {
         let now_ms = cluster.clock().local_ms();
@@ -196,9 +200,12 @@ async fn lead(cluster: Cluster, config: DispatchConfig, term: u64, stop: Cancell
             Vec::new()
         });
         if due.is_empty() {
+            // New records arrive with applied entries; retries fall due with time.
+            let seen = applied.borrow_and_update().last_applied;
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = metrics.changed() => {}
+                _ = deposed.cancelled() => break,
+                _ = applied.wait_for(|m| m.last_applied != seen) => {}
                 _ = tokio::time::sleep(config.poll) => {}
             }
             continue;
@@ -233,10 +240,10 @@ async fn lead(cluster: Cluster, config: DispatchConfig, term: u64, stop: Cancell
         }
         for n in due.into_iter().filter(|n| claimed.contains(&n.id)) {
             let permit = sends.clone().acquire_owned().await.expect("the semaphore is never closed");
-            let (cluster, config, lease, done, stop) =
-                (cluster.clone(), config.clone(), lease.clone(), done_tx.clone(), stop.clone());
+            let (cluster, config, lease, done, stop, deposed) =
+                (cluster.clone(), config.clone(), lease.clone(), done_tx.clone(), stop.clone(), deposed.clone());
             tokio::spawn(async move {
-                let outcome = attempt(&cluster, &config, term, index, &n, &lease, &stop).await;
+                let outcome = attempt(&cluster, &config, term, index, &n, &lease, &deposed, &stop).await;
                 drop(permit);
                 let _ = done.send(outcome);
             });
@@ -285,6 +292,7 @@ fn due(
 }
 
 /// One send of `n` under claim `index`, inside the lease.
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     cluster: &Cluster,
     config: &DispatchConfig,
@@ -292,6 +300,7 @@ async fn attempt(
     index: u64,
     n: &Notification,
     lease: &Lease,
+    deposed: &CancellationToken,
     stop: &CancellationToken,
 ) -> Outcome {
     let mut out = Settlement {
@@ -342,7 +351,7 @@ async fn attempt(
     let started = Instant::now();
     let result = tokio::select! {
         r = tokio::time::timeout(config.send_timeout, uptime_api::alerts::deliver(&channel.spec, &alert, &fencing)) => Some(r),
-        _ = lost(cluster, config, term, lease) => None,
+        _ = lost(config, lease, deposed) => None,
         _ = stop.cancelled() => None,
     };
     out.took_ms = started.elapsed().as_millis() as u64;
@@ -386,15 +395,7 @@ async fn failpoint_hold_after_claim(_: &CancellationToken) {}
 /// (a newer leader may exist by then). A lapse that a renewal in the same term
 /// ends is survived: a quorum that still accepts this term has voted for no
 /// newer one, so no other leader sent meanwhile.
-async fn lost(cluster: &Cluster, config: &DispatchConfig, term: u64, lease: &Lease) {
-    let deposed = async {
-        let mut m = cluster.raft().metrics();
-        while leads(cluster, term) {
-            if m.changed().await.is_err() {
-                return;
-            }
-        }
-    };
+async fn lost(config: &DispatchConfig, lease: &Lease, deposed: &CancellationToken) {
     let lapses = async {
         loop {
             lease.expired().await;
@@ -405,7 +406,7 @@ async fn lost(cluster: &Cluster, config: &DispatchConfig, term: u64, lease: &Lea
         }
     };
     tokio::select! {
-        _ = deposed => {}
+        _ = deposed.cancelled() => {}
         _ = lapses => {}
     }
 }
@@ -519,7 +520,18 @@ async fn commit_outcomes(cluster: &Cluster, term: u64, batch: Vec<Outcome>, in_f
 /// that acknowledged a request sent at `t` refuses votes until at least
 /// `t + election_timeout_max`. The report reaches this task a little after it
 /// was taken; the margin covers that delay.
-async fn follow_acks(cluster: Cluster, config: DispatchConfig, term: u64, lease: Lease, stop: CancellationToken) {
+///
+/// It also watches leadership: it cancels `deposed` once this node is no
+/// longer leader of `term`.
+async fn follow_acks(
+    cluster: Cluster,
+    config: DispatchConfig,
+    term: u64,
+    lease: Lease,
+    deposed: CancellationToken,
+    stop: CancellationToken,
+) {
+    let _deposed = deposed.drop_guard();
     let mut metrics = cluster.raft().metrics();
     loop {
         {

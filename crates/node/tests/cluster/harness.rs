@@ -30,6 +30,8 @@ pub struct TestCluster {
     raft_toml: String,
     /// Extra TOML tables appended to every node's config.
     extra_toml: String,
+    /// Extra lines under every node's [probe].
+    probe_toml: String,
 }
 
 fn free_port() -> u16 {
@@ -48,6 +50,11 @@ impl TestCluster {
 
     /// [`TestCluster::start_with`], with whole TOML tables (`[alerts]` ...) added to each config.
     pub async fn start_with_tables(n: u64, raft_toml: &str, extra_toml: &str) -> TestCluster {
+        TestCluster::start_custom(n, raft_toml, "", extra_toml).await
+    }
+
+    /// [`TestCluster::start_with_tables`], with lines under `[probe]` too.
+    pub async fn start_custom(n: u64, raft_toml: &str, probe_toml: &str, extra_toml: &str) -> TestCluster {
         let root = tempfile::tempdir().unwrap();
         uptime_node::certs::init_ca(&root.path().join("certs")).unwrap();
         let mut cluster = TestCluster {
@@ -55,6 +62,7 @@ impl TestCluster {
             nodes: BTreeMap::new(),
             raft_toml: raft_toml.to_string(),
             extra_toml: extra_toml.to_string(),
+            probe_toml: probe_toml.to_string(),
         };
         for id in 1..=n {
             cluster.prepare(id);
@@ -110,6 +118,7 @@ key = "{key}"
 
 [probe]
 source_addrs = ["127.0.0.{id}"]
+{probe}
 
 [digest]
 window_ms = 500
@@ -127,6 +136,7 @@ tick_ms = 500
             key = certs.join(format!("node{id}.key")).display(),
             raft = self.raft_toml,
             extra = self.extra_toml,
+            probe = self.probe_toml,
         );
         std::fs::write(n.dir.join("config.toml"), config).unwrap();
     }
