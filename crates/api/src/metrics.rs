@@ -110,7 +110,10 @@ pub fn render(cluster: &Cluster, local: Option<&dyn LocalMetrics>) -> Result<Str
         w.gauge("uptime_notifications", help, &[("state", state)], n);
     }
     let mut outcomes: BTreeMap<&'static str, u64> =
-        ["sent", "failed", "abandoned", "undeliverable", "interrupted"].into_iter().map(|s| (s, 0)).collect();
+        ["sent", "failed", "abandoned", "undeliverable", "interrupted", "deferred"]
+            .into_iter()
+            .map(|s| (s, 0))
+            .collect();
     outcomes.extend(reader.delivery_counts()?);
     for (outcome, n) in outcomes {
         let help = "Delivery attempts recorded in the replicated delivery log, by outcome.";

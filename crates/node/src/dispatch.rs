@@ -344,8 +344,9 @@ async fn attempt(
     };
     let fencing = uptime_notify::Fencing::new(n.id, term, cluster.node_id(), index);
     if !lease.valid() || !leads(cluster, term) {
-        out.outcome = DeliveryOutcome::Abandoned;
+        out.outcome = DeliveryOutcome::Deferred;
         out.error = "not sent: the leader's lease ended before the send could start".into();
+        out.retry_after_ms = 0; // as soon as apply allows: nothing reached the receiver
         return out;
     }
     let started = Instant::now();
@@ -471,7 +472,7 @@ async fn settle(
     // sends stay claimed, for the next leader to take over without a backoff.
     let mut rest = Vec::new();
     while let Ok(o) = done.try_recv() {
-        if o.outcome != DeliveryOutcome::Abandoned {
+        if !matches!(o.outcome, DeliveryOutcome::Abandoned | DeliveryOutcome::Deferred) {
             rest.push(o);
         }
     }

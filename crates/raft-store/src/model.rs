@@ -418,6 +418,9 @@ pub enum DeliveryOutcome {
     /// mid-send); found when the record was claimed again. The receiver may
     /// have it already: the retry carries the same idempotency key.
     Interrupted,
+    /// Not sent at all (the lease ended before the send could start): no
+    /// attempt is counted against the cap.
+    Deferred,
 }
 
 impl DeliveryOutcome {
@@ -428,6 +431,7 @@ impl DeliveryOutcome {
             DeliveryOutcome::Abandoned => "abandoned",
             DeliveryOutcome::Undeliverable => "undeliverable",
             DeliveryOutcome::Interrupted => "interrupted",
+            DeliveryOutcome::Deferred => "deferred",
         }
     }
 }

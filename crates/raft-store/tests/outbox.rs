@@ -212,3 +212,18 @@ async fn a_claim_outside_a_log_entry_and_oversized_batches_are_refused() {
     let Response::Rejected(r) = s.run(1_000, bad_name).await else { panic!() };
     assert_eq!(r.field.as_deref(), Some("name"));
 }
+
+#[tokio::test]
+async fn a_send_that_never_started_does_not_count_toward_the_cap() {
+    let mut s = Store::new();
+    s.run(1_000, default_channel("hook")).await;
+    down(&mut s, "web", AlertPolicy::default(), 2_000).await;
+    let id = s.sm.reader().outbox_due().unwrap()[0].id;
+    for i in 0..(MAX_ATTEMPTS + 2) {
+        let at = 10_000 + u64::from(i) * 1_000;
+        let Response::Claimed { index, .. } = s.run_as(2, 1, at, claim(&[id])).await else { panic!() };
+        let deferred = settle(id, index, DeliveryOutcome::Deferred);
+        s.run_as(2, 1, at + 1, Command::Outbox(OutboxCommand::Settle { results: vec![deferred] })).await;
+    }
+    assert_eq!(note(&s, id).state, NotificationState::Failed { attempts: 0, next_at_ms: 19_001 + 500 });
+}

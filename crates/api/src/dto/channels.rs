@@ -97,7 +97,7 @@ pub struct NotificationView {
 pub struct DeliveryView {
     pub attempt: u32,
     pub at: String,
-    /// `sent`, `failed`, `abandoned`, `undeliverable`, `interrupted`.
+    /// `sent`, `failed`, `abandoned`, `undeliverable`, `interrupted`, `deferred`.
     pub outcome: String,
     pub status: Option<u16>,
     pub error: String,

@@ -324,6 +324,130 @@ async fn a50_a_thousand_monitors_down_together_all_deliver_none_twice() {
     assert_eq!(incidents.len(), N, "one per incident");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a60_a_node_cut_off_from_its_quorum_says_so_once_and_again_when_back_and_the_leader_pings_the_deadman() {
+    let sink = Sink::start().await;
+    let base = sink.url.trim_end_matches("/hook").to_string();
+    let tables = format!(
+        "{ALERTS}\n[alerts.lost_quorum]\nurl = \"{base}/lost\"\nafter_ms = 1000\nrepeat_ms = 1000\n\n\
+         [alerts.deadman]\nurl = \"{base}/deadman\"\ninterval_ms = 1000\n"
+    );
+    let mut cluster = TestCluster::start_with_tables(3, "", &tables).await;
+    let leader = cluster.leader(1, None).await;
+    // The leader pings the dead man's switch; followers do not.
+    sink.wait_for("a dead man's switch ping", Duration::from_secs(20), |r| r.iter().any(|r| r.path == "/deadman"))
+        .await;
+    let pings: Vec<Received> = sink.received().into_iter().filter(|r| r.path == "/deadman").collect();
+    assert!(pings.iter().all(|r| r.json()["leader"] == leader && r.json()["kind"] == "heartbeat"), "{pings:#?}");
+    assert!(pings.iter().all(|r| r.header("x-uptime-fencing-token") == Some("unfenced")));
+
+    // Two of three down: the survivor is out of contact with a quorum.
+    let survivor = if leader == 1 { 2 } else { 1 };
+    let others: Vec<u64> = (1..=3).filter(|id| *id != survivor).collect();
+    for id in &others {
+        cluster.kill(*id);
+    }
+    let lost = |r: &Received| r.path == "/lost" && r.json()["kind"] == "lost_quorum";
+    sink.wait_for("the survivor's lost-quorum notice", Duration::from_secs(30), |r| r.iter().any(lost)).await;
+    for id in &others {
+        cluster.spawn(*id);
+    }
+    cluster.wait_healthy(3).await;
+    let restored = |r: &Received| r.path == "/lost" && r.json()["kind"] == "quorum_restored";
+    sink.wait_for("the survivor's notice that contact is back", Duration::from_secs(30), |r| r.iter().any(restored))
+        .await;
+    let notices: Vec<Received> = sink.received().into_iter().filter(|r| r.path == "/lost").collect();
+    let from_survivor = |r: &&Received| r.json()["node_id"] == survivor;
+    assert_eq!(notices.iter().filter(|r| lost(r)).filter(from_survivor).count(), 1, "{notices:#?}");
+    assert_eq!(notices.iter().filter(|r| restored(r)).filter(from_survivor).count(), 1, "{notices:#?}");
+    assert!(notices.iter().all(|r| r.json()["node_id"] == survivor), "only the cut-off node spoke: {notices:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a70_bad_channels_and_policies_are_refused_by_field_and_channel_test_reports_the_outcome() {
+    let cluster = TestCluster::start_with_tables(3, "", ALERTS).await;
+    let sink = Sink::start().await;
+    let c = cluster.client(1);
+    let field_of = |e: uptime_api::ClientError| match e {
+        uptime_api::ClientError::Api { status: 400, field, .. } => field,
+        other => panic!("expected a 400, got {other:?}"),
+    };
+    let hook = |url: &str| ChannelView {
+        name: "hook".into(),
+        kind: "webhook".into(),
+        url: Some(url.into()),
+        ..Default::default()
+    };
+    let cases: Vec<(ChannelView, &str)> = vec![
+        (hook("ftp://example.com/x"), "url"),
+        (hook("not a url"), "url"),
+        (
+            ChannelView {
+                name: "mail".into(),
+                kind: "smtp".into(),
+                from: Some("a@b.c".into()),
+                to: vec!["d@e.f".into()],
+                ..Default::default()
+            },
+            "host",
+        ),
+        (
+            ChannelView {
+                name: "s".into(),
+                kind: "slack".into(),
+                url: Some("https://hooks.slack.com/x".into()),
+                secret: Some("x".into()),
+                ..Default::default()
+            },
+            "secret",
+        ),
+        (ChannelView { body: Some("{{ nope }}".into()), ..hook(&sink.url) }, "body"),
+        (ChannelView { subject: Some("{% if %}".into()), ..hook(&sink.url) }, "subject"),
+        (ChannelView { kind: "carrier-pigeon".into(), ..hook(&sink.url) }, "kind"),
+        (ChannelView { name: "has space".into(), ..hook(&sink.url) }, "name"),
+    ];
+    for (body, field) in cases {
+        let e = c.create_channel(&body).await.expect_err(&format!("{body:?} was accepted"));
+        assert_eq!(field_of(e).as_deref(), Some(field), "{body:?}");
+    }
+    assert!(c.list_channels().await.unwrap().is_empty(), "a refused channel changed the state");
+    let mut m = monitor("web");
+    m.channels = vec!["nope".into()];
+    assert_eq!(field_of(c.create_monitor(&m).await.unwrap_err()).as_deref(), Some("channels"));
+    assert!(c.list_monitors(false).await.unwrap().is_empty());
+
+    // channel test: one real send of a synthetic alert, and its outcome.
+    let out = uptimectl(&cluster, &["channel", "add", "webhook", "hook", "--url", &sink.url]);
+    assert!(out.contains("hook"), "{out}");
+    let out = uptimectl(&cluster, &["channel", "test", "hook"]);
+    assert!(out.contains("delivered"), "{out}");
+    let got = sink.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].json()["kind"], "test");
+    sink.always_fail(true);
+    let failed = uptimectl_fails(&cluster, &["channel", "test", "hook"]);
+    assert!(failed.contains("500") && failed.lines().count() == 1, "{failed}");
+
+    // A used channel cannot be deleted; the refusal names the monitor.
+    m.channels = vec!["hook".into()];
+    c.create_monitor(&m).await.unwrap();
+    let refused = uptimectl_fails(&cluster, &["channel", "rm", "hook"]);
+    assert!(refused.contains("web"), "{refused}");
+    assert!(c.get_channel("hook").await.is_ok());
+}
+
+/// Runs `uptimectl` against node 1; it must fail. Returns its stderr.
+fn uptimectl_fails(cluster: &TestCluster, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_uptimectl"))
+        .args(args)
+        .env("UPTIMECTL_ENDPOINT", cluster.client(1).endpoint())
+        .env("UPTIMECTL_TOKEN", harness::TOKEN)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "uptimectl {args:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Runs `uptimectl` against node 1 and returns its stdout (it must succeed).
 fn uptimectl(cluster: &TestCluster, args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_uptimectl"))

@@ -14,12 +14,13 @@ impl Apply<'_> {
         self.put(DELIVERIES, &pair_key(id, u64::from(d.attempt)), d)
     }
 
-    /// Failed attempts so far: every delivery but a success.
+    /// Failed attempts so far: every delivery but a success or a send that
+    /// never started.
     fn failed_attempts(&self, id: u64) -> Result<u32> {
         let n = self
             .scan::<Delivery>(DELIVERIES, &id_key(id))?
             .into_iter()
-            .filter(|(_, d)| d.outcome != DeliveryOutcome::Sent)
+            .filter(|(_, d)| !matches!(d.outcome, DeliveryOutcome::Sent | DeliveryOutcome::Deferred))
             .count();
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
@@ -102,7 +103,10 @@ impl Apply<'_> {
                     self.del(OUTBOX_DUE, &id_key(r.id))?;
                 }
                 DeliveryOutcome::Undeliverable => self.bury(&mut n, &r.error)?,
-                DeliveryOutcome::Failed | DeliveryOutcome::Abandoned | DeliveryOutcome::Interrupted => {
+                DeliveryOutcome::Failed
+                | DeliveryOutcome::Abandoned
+                | DeliveryOutcome::Interrupted
+                | DeliveryOutcome::Deferred => {
                     let attempts = self.failed_attempts(r.id)?;
                     if attempts >= MAX_ATTEMPTS {
                         self.bury(&mut n, &r.error)?;
