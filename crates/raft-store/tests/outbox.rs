@@ -225,5 +225,5 @@ async fn a_send_that_never_started_does_not_count_toward_the_cap() {
         let deferred = settle(id, index, DeliveryOutcome::Deferred);
         s.run_as(2, 1, at + 1, Command::Outbox(OutboxCommand::Settle { results: vec![deferred] })).await;
     }
-    assert_eq!(note(&s, id).state, NotificationState::Failed { attempts: 0, next_at_ms: 19_001 + 500 });
+    assert_eq!(note(&s, id).state, NotificationState::Failed { attempts: 0, next_at_ms: 19_001 + 1_000 });
 }
