@@ -189,6 +189,8 @@ async fn lead(cluster: Cluster, config: DispatchConfig, term: u64, stop: Cancell
     let mut applied = cluster.raft().metrics();
 
     while leads(&cluster, term) && !stop.is_cancelled() {
+        // Read before the scan, so an entry applied during it wakes the wait below.
+        let seen = applied.borrow_and_update().last_applied;
         let now_ms = cluster.clock().local_ms();
         let inherit = took_office.elapsed() >= config.lease;
         let found = {
@@ -201,7 +203,6 @@ async fn lead(cluster: Cluster, config: DispatchConfig, term: u64, stop: Cancell
         });
         if due.is_empty() {
             // New records arrive with applied entries; retries fall due with time.
-            let seen = applied.borrow_and_update().last_applied;
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = deposed.cancelled() => break,
