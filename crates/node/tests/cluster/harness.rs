@@ -34,7 +34,29 @@ pub struct TestCluster {
     probe_toml: String,
 }
 
+/// A port for a node to listen on, handed out below the kernel's ephemeral
+/// range: a port the kernel picked for us (bind to port 0) can be taken by
+/// any outgoing connection before the node binds it, and tests that make
+/// thousands of connections make that likely. Each test process takes ports
+/// from its own slice (by pid) and skips those already bound.
 fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const SLICE: u32 = 32;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_start.max(10_000 + 64 * SLICE));
+    let slices = (high - low) / SLICE;
+    let base = low + (std::process::id() % slices) * SLICE;
+    for _ in 0..SLICE {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % SLICE;
+        if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+    // Every port of this slice is taken: fall back to one the kernel picks.
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
