@@ -13,6 +13,10 @@
 #
 # Environment: DEV_CLUSTER_PROFILE=release|debug (default release), DEV_CLUSTER_BIN_DIR to
 # use prebuilt binaries, DEV_CLUSTER_GRACE seconds before SIGKILL (default 10),
+# DEV_CLUSTER_DISTINCT_ADDRS=1: node K binds both its listeners on 127.0.0.K and
+# makes its outgoing peer connections from 127.0.0.K (`peer_source_addr`), so
+# faults can be aimed at one node pair (nftables rules on address pairs);
+# nodeK/peer_addr holds its peer address.
 # DEV_CLUSTER_EXTRA_TOML: TOML appended to every node's config, with @K@
 # replaced by the node id (e.g. $'[probe]\nsource_addrs = ["127.0.0.@K@"]').
 set -euo pipefail
@@ -102,19 +106,23 @@ cmd_up() {
   printf '%s\n' "$token" >"$dir/token"; chmod 600 "$dir/token"
   local ports; read -r -a ports <<<"$(free_ports $((2 * n)))"
   local peers=""
+  host_of() { if [ "${DEV_CLUSTER_DISTINCT_ADDRS:-0}" = 1 ]; then echo "127.0.0.$1"; else echo 127.0.0.1; fi; }
   for k in $(seq 1 "$n"); do
-    local pp=${ports[$((2 * k - 2))]} ap=${ports[$((2 * k - 1))]}
-    peers+="{ id = $k, peer_addr = \"127.0.0.1:$pp\", api_addr = \"http://127.0.0.1:$ap\" },"
+    local pp=${ports[$((2 * k - 2))]} ap=${ports[$((2 * k - 1))]} h; h=$(host_of "$k")
+    peers+="{ id = $k, peer_addr = \"$h:$pp\", api_addr = \"http://$h:$ap\" },"
   done
   for k in $(seq 1 "$n"); do
-    local node="$dir/node$k" pp=${ports[$((2 * k - 2))]} ap=${ports[$((2 * k - 1))]}
+    local node="$dir/node$k" pp=${ports[$((2 * k - 2))]} ap=${ports[$((2 * k - 1))]} h; h=$(host_of "$k")
     mkdir -p "$node"
-    "$bin/uptime-node" certs node --id "$k" --dir "$dir/certs" --host 127.0.0.1 >/dev/null
+    "$bin/uptime-node" certs node --id "$k" --dir "$dir/certs" --host "$h" >/dev/null
+    local source=""
+    [ "${DEV_CLUSTER_DISTINCT_ADDRS:-0}" = 1 ] && source="peer_source_addr = \"$h\""
     cat >"$node/config.toml" <<TOML
 node_id = $k
 data_dir = "data"
-api_listen = "127.0.0.1:$ap"
-peer_listen = "127.0.0.1:$pp"
+api_listen = "$h:$ap"
+peer_listen = "$h:$pp"
+$source
 api_token_file = "../token"
 peers = [${peers%,}]
 
@@ -126,7 +134,8 @@ TOML
     if [ -n "${DEV_CLUSTER_EXTRA_TOML:-}" ]; then
       printf '\n%s\n' "${DEV_CLUSTER_EXTRA_TOML//@K@/$k}" >>"$node/config.toml"
     fi
-    echo "http://127.0.0.1:$ap" >"$node/api_url"
+    echo "http://$h:$ap" >"$node/api_url"
+    echo "$h:$pp" >"$node/peer_addr"
   done
   printf 'UPTIMECTL_ENDPOINT=%s\nUPTIMECTL_TOKEN=%s\n' "$(cat "$dir/node1/api_url")" "$token" >"$dir/env"
   for k in $(seq 1 "$n"); do start_node "$dir" "$k"; done

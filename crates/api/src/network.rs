@@ -175,6 +175,9 @@ impl PeerErrors {
 #[derive(Clone)]
 pub struct PeerNetworkFactory {
     tls: Option<ClientTlsConfig>,
+    /// The local address outgoing peer connections are made from; None lets
+    /// the kernel choose (on loopback: always 127.0.0.1).
+    source: Option<std::net::IpAddr>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     health: PeerHealth,
     errors: PeerErrors,
@@ -243,11 +246,19 @@ impl PeerNetworkFactory {
     pub fn with_faults(tls: Option<&PeerTls>, health: PeerHealth, faults: PeerFaults) -> Self {
         PeerNetworkFactory {
             tls: tls.map(PeerTls::client_config),
+            source: None,
             channels: Default::default(),
             health,
             errors: PeerErrors::default(),
             faults,
         }
+    }
+
+    /// Makes every outgoing peer connection from `source`, so that faults can
+    /// be aimed at one pair of nodes on one machine (node K on 127.0.0.K).
+    pub fn with_source_addr(mut self, source: Option<std::net::IpAddr>) -> Self {
+        self.source = source;
+        self
     }
 
     pub fn health(&self) -> &PeerHealth {
@@ -263,7 +274,8 @@ impl PeerNetworkFactory {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
             .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .local_address(self.source);
         if let Some(tls) = &self.tls {
             endpoint = endpoint.tls_config(tls.clone())?;
         }

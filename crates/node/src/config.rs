@@ -24,6 +24,11 @@ pub struct Config {
     pub api_listen: SocketAddr,
     /// The peer port: node-to-node gRPC.
     pub peer_listen: SocketAddr,
+    /// The local address this node's outgoing peer connections come from;
+    /// unset lets the kernel choose. Several nodes on one machine, each on
+    /// its own 127.0.0.K, set it so that faults can be aimed per node pair.
+    #[serde(default)]
+    pub peer_source_addr: Option<std::net::IpAddr>,
     /// The bearer token of the admin API. Prefer `api_token_file` in production.
     #[serde(default)]
     pub api_token: Option<String>,
@@ -304,6 +309,7 @@ impl Config {
             data_dir,
             api_listen,
             peer_listen,
+            peer_source_addr: None,
             api_token: Some(token),
             api_token_file: None,
             peers: Vec::new(),

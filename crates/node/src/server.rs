@@ -93,7 +93,8 @@ impl Node {
         .map_err(|e| Error::config(format!("raft: {e}")))?;
 
         let health = PeerHealth::default();
-        let network = PeerNetworkFactory::with_faults(tls.as_ref(), health, parts.faults);
+        let network = PeerNetworkFactory::with_faults(tls.as_ref(), health, parts.faults)
+            .with_source_addr(config.peer_source_addr);
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log, sm)
             .await
             .map_err(|e| Error::raft("start", e))?;
