@@ -1,4 +1,6 @@
 //! jepsen-lite: the fault-injection harness (issue 12). Built so far:
 //! - `net`: partitions on loopback with nftables, per node pair.
+//! - `sink`: the fencing alert sink every run delivers to.
 
 pub mod net;
+pub mod sink;
