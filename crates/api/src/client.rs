@@ -90,6 +90,13 @@ impl Client {
         Ok(Client { base, token, user: None, http, timeout: Duration::from_secs(15) })
     }
 
+    /// Gives up on a request after `timeout` (default 15 s); a write that
+    /// timed out may still apply.
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
     /// Attributes incident actions to `user`.
     pub fn with_user(mut self, user: impl Into<String>) -> Client {
         self.user = Some(user.into());

@@ -1,6 +1,8 @@
 //! jepsen-lite: the fault-injection harness (issue 12). Built so far:
 //! - `net`: partitions on loopback with nftables, per node pair.
 //! - `sink`: the fencing alert sink every run delivers to.
+//! - `cluster`: real nodes from `scripts/dev-cluster.sh`, signals, clients.
 
+pub mod cluster;
 pub mod net;
 pub mod sink;

@@ -1,0 +1,102 @@
+//! The cluster under test: real `uptime-node` processes started by
+//! `scripts/dev-cluster.sh` with `DEV_CLUSTER_DISTINCT_ADDRS=1` (node K on
+//! 127.0.0.K), reached only through the public API (the typed client) and
+//! through signals to their pids, as an operator would.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use uptime_api::Client;
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub nodes: u64,
+    script: PathBuf,
+    token: String,
+}
+
+/// A signal the nemesis sends to a node's process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Kill,
+    Stop,
+    Cont,
+}
+
+impl Signal {
+    fn flag(self) -> &'static str {
+        match self {
+            Signal::Kill => "-KILL",
+            Signal::Stop => "-STOP",
+            Signal::Cont => "-CONT",
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+impl Cluster {
+    /// Starts `nodes` nodes in `dir` (release binaries unless
+    /// `DEV_CLUSTER_PROFILE` says otherwise) and returns once a leader is elected.
+    pub fn up(root: &Path, dir: &Path, nodes: u64, extra_toml: &str) -> Result<Cluster, String> {
+        let script = root.join("scripts/dev-cluster.sh");
+        run(Command::new(&script)
+            .args(["up", &nodes.to_string()])
+            .arg(dir)
+            .env("DEV_CLUSTER_DISTINCT_ADDRS", "1")
+            .env("DEV_CLUSTER_EXTRA_TOML", extra_toml))?;
+        let token = std::fs::read_to_string(dir.join("token")).map_err(|e| e.to_string())?.trim().to_string();
+        Ok(Cluster { dir: dir.to_path_buf(), nodes, script, token })
+    }
+
+    fn node_file(&self, k: u64, name: &str) -> Result<String, String> {
+        let path = self.dir.join(format!("node{k}")).join(name);
+        std::fs::read_to_string(&path).map(|s| s.trim().to_string()).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn api_url(&self, k: u64) -> Result<String, String> {
+        self.node_file(k, "api_url")
+    }
+
+    pub fn pid(&self, k: u64) -> Result<u32, String> {
+        self.node_file(k, "pid")?.parse().map_err(|e| format!("node {k} pid: {e}"))
+    }
+
+    /// A client of node `k`, with a short timeout: a request to a node cut
+    /// off or paused must come back as "unknown", not hang the workload.
+    pub fn client(&self, k: u64) -> Result<Client, String> {
+        let c = Client::new(&self.api_url(k)?, Some(self.token.clone())).map_err(|e| e.to_string())?;
+        Ok(c.with_timeout(Duration::from_secs(5)))
+    }
+
+    pub fn signal(&self, k: u64, signal: Signal) -> Result<(), String> {
+        run(Command::new("kill").args([signal.flag(), &self.pid(k)?.to_string()]))
+    }
+
+    /// Restarts node `k` (after a kill) with its data; returns once it answers.
+    pub fn start(&self, k: u64) -> Result<(), String> {
+        run(Command::new(&self.script).args(["start", &k.to_string()]).arg(&self.dir))
+    }
+
+    pub fn down(&self) -> Result<(), String> {
+        // A paused node ignores SIGTERM until it runs again.
+        for k in 1..=self.nodes {
+            let _ = self.signal(k, Signal::Cont);
+        }
+        run(Command::new(&self.script).arg("down").arg(&self.dir))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.down();
+    }
+}

@@ -1,0 +1,64 @@
+//! The harness's own parts on a real 3-node cluster (debug binaries): node K
+//! on 127.0.0.K, an nftables partition of the leader deposes it, healing
+//! brings it back as a follower, and kill -9 / restart work through the pids.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use uptime_jepsen_lite::cluster::{Cluster, Signal};
+use uptime_jepsen_lite::net::{Partitions, Shape};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+async fn leader_seen_by(c: &Cluster, k: u64, not: Option<u64>, limit: Duration) -> Option<u64> {
+    let client = c.client(k).ok()?;
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(s) = client.cluster_status().await {
+            if let Some(l) = s.leader.filter(|l| Some(*l) != not) {
+                return Some(l);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_signals_and_restarts_on_a_real_cluster() {
+    let bins = root().join("target/debug");
+    if !bins.join("uptime-node").exists() {
+        panic!("build the node first: cargo build -p uptime-node --bins");
+    }
+    let Ok(mut parts) = Partitions::new() else {
+        eprintln!("skipped: needs root and nft");
+        return;
+    };
+    std::env::set_var("DEV_CLUSTER_BIN_DIR", &bins);
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::up(&root(), &dir.path().join("c"), 3, "").unwrap();
+    for k in 1..=3 {
+        assert!(cluster.api_url(k).unwrap().contains(&format!("127.0.0.{k}:")), "node {k} is on 127.0.0.{k}");
+    }
+    let old = leader_seen_by(&cluster, 1, None, Duration::from_secs(20)).await.expect("a leader");
+
+    // Cut the leader off: the others elect another.
+    parts.apply(&Shape::Isolate { node: old }.cuts(3)).unwrap();
+    let other = if old == 1 { 2 } else { 1 };
+    let new = leader_seen_by(&cluster, other, Some(old), Duration::from_secs(20)).await.expect("a new leader");
+    assert_ne!(new, old);
+    parts.heal().unwrap();
+    // Healed, the old leader follows the new one.
+    let seen = leader_seen_by(&cluster, old, Some(old), Duration::from_secs(20)).await;
+    assert!(seen.is_some(), "the old leader should see the new leader after the heal");
+
+    // kill -9 and restart through the pid files.
+    cluster.signal(new, Signal::Kill).unwrap();
+    let after =
+        leader_seen_by(&cluster, old, Some(new), Duration::from_secs(20)).await.expect("a leader after kill -9");
+    assert_ne!(after, new);
+    cluster.start(new).unwrap();
+    assert!(leader_seen_by(&cluster, new, None, Duration::from_secs(20)).await.is_some());
+}
