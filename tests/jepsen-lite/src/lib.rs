@@ -2,7 +2,9 @@
 //! - `net`: partitions on loopback with nftables, per node pair.
 //! - `sink`: the fencing alert sink every run delivers to.
 //! - `cluster`: real nodes from `scripts/dev-cluster.sh`, signals, clients.
+//! - `schedule`: the seeded nemesis schedule.
 
 pub mod cluster;
 pub mod net;
+pub mod schedule;
 pub mod sink;
