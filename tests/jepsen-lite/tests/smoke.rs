@@ -61,4 +61,25 @@ async fn partitions_signals_and_restarts_on_a_real_cluster() {
     assert_ne!(after, new);
     cluster.start(new).unwrap();
     assert!(leader_seen_by(&cluster, new, None, Duration::from_secs(20)).await.is_some());
+
+    // The nemesis carries out one of each kind and undoes it: afterwards every
+    // node answers and agrees on a leader.
+    use uptime_jepsen_lite::schedule::{Fault, PartitionShape, Step, Target};
+    let steps = [
+        Fault::Pause(Target::Leader),
+        Fault::Partition(PartitionShape::IsolateLeader),
+        Fault::Kill(Target::Nodes([2].into())),
+    ];
+    for fault in steps {
+        let step = Step { at: Duration::ZERO, hold: Duration::from_secs(2), fault };
+        let record = uptime_jepsen_lite::nemesis::run(&cluster, &mut parts, &step).await;
+        assert!(record.error.is_none(), "{record:?}");
+        assert!(record.end_ms >= record.start_ms + 2_000, "{record:?}");
+    }
+    assert!(parts.active().is_empty(), "healed");
+    let mut leaders = std::collections::BTreeSet::new();
+    for k in 1..=3 {
+        leaders.insert(leader_seen_by(&cluster, k, None, Duration::from_secs(20)).await.expect("a leader seen"));
+    }
+    assert_eq!(leaders.len(), 1, "every node sees the same leader: {leaders:?}");
 }
