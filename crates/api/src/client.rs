@@ -266,6 +266,17 @@ impl Client {
         Ok(self.get_monitor_read(id_or_name).await?.value)
     }
 
+    /// [`Client::get_monitor`], linearizable when asked: the answer reflects
+    /// every write committed before the call.
+    pub async fn get_monitor_consistent(
+        &self,
+        id_or_name: &str,
+        linearizable: bool,
+    ) -> Result<MonitorView, ClientError> {
+        let q = if linearizable { "?consistency=linearizable" } else { "" };
+        Ok(self.get_read(&format!("/api/v1/monitors/{}{q}", encode_path(id_or_name))).await?.value)
+    }
+
     /// [`Client::get_monitor`] with its staleness.
     pub async fn get_monitor_read(&self, id_or_name: &str) -> Result<Read<MonitorView>, ClientError> {
         self.get_read(&format!("/api/v1/monitors/{}", encode_path(id_or_name))).await
