@@ -282,7 +282,7 @@ fn search<M: Model>(
         if steps > max_steps {
             return Outcome::Exhausted(Exhausted::Steps { max_steps });
         }
-        if steps % CLOCK_EVERY == 0 {
+        if steps.is_multiple_of(CLOCK_EVERY) {
             if let Some(deadline) = deadline.filter(Deadline::passed) {
                 return Outcome::Exhausted(Exhausted::Deadline { time_limit: deadline.limit });
             }

@@ -72,8 +72,10 @@ mod tests {
         let update = Input::Update { key: key(), value: 2 };
         let delete = Input::Delete { key: key() };
         let read = Input::Read { key: key() };
-        // (state, input, output, expected next state)
-        let table: &[(Option<Value>, &Input, Option<Output>, Option<Option<Value>>)] = &[
+        /// The state, an input, its output (`None`: unseen), and the state
+        /// after (`None`: that output is impossible).
+        type Row<'a> = (Option<Value>, &'a Input, Option<Output>, Option<Option<Value>>);
+        let table: &[Row] = &[
             (None, &create, Some(Output::Ok), Some(Some(1))),
             (None, &create, Some(Output::Exists), None),
             (Some(5), &create, Some(Output::Exists), Some(Some(5))),
