@@ -57,9 +57,13 @@
 //! treats its return as at +∞: it may be placed anywhere after its call, it
 //! need not be placed at all, and it never orders later operations, not even
 //! the same client's. An unknown read is dropped: it changed nothing and
-//! returned nothing. Many unknown writes on one key make the search
-//! expensive (each may or may not have happened), which is what the
-//! [`Budget`] and [`Verdict::Unknown`] are for.
+//! returned nothing; so is an unknown update whose value no read saw, which
+//! cannot change any other operation's output. Many other unknown writes on
+//! one key (creates, deletes, updates that were read) make the search
+//! expensive, each of them placeable at any later point or never, and a
+//! violation on such a key is the costly case, since refuting it means
+//! exhausting every order. That is what the [`Budget`] and
+//! [`Verdict::Unknown`] are for.
 
 mod history;
 mod linearizability;

@@ -17,22 +17,25 @@
 //! the list it backtracks, because that operation ran out of time. Lowe's
 //! cache remembers each (set of linearized operations, model state) reached:
 //! reaching one again cannot lead anywhere new, so that branch is pruned.
+//! (Extended for unknown operations: see [`Cache`].)
 //!
 //! Unknown outcomes: an operation whose client timed out has no return entry
 //! (its return is at +∞). It may be linearized at any point after its call,
 //! which the search tries like any other, and it need not be linearized at
 //! all: the search succeeds once every operation that returned is placed.
-//! Unknown reads cannot change the state and are dropped before the search.
+//! Unknown reads cannot change the state, and unknown updates whose value no
+//! read saw cannot matter, so [`check`] drops both before the search.
 //!
 //! Ties: an invocation and a return at the same time are taken as concurrent
 //! (calls sort before returns), which can only accept more histories.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{hash_map, BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::hash::Hash;
 use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
-use crate::history::{History, Key, Op, Value};
+use crate::history::{History, Input, Key, Op, Output, Time, Value};
 use crate::model::{Model, Register};
 use crate::Error;
 
@@ -181,6 +184,9 @@ pub fn check_with(history: &History, budget: &Budget) -> Result<Verdict, Error> 
         }
         by_key.entry(op.input.key()).or_default().push(op.clone());
     }
+    for ops in by_key.values_mut() {
+        drop_unread_unknown_updates(ops);
+    }
 
     let deadline = budget.time_limit.map(|limit| Deadline { at: Instant::now() + limit, limit });
     let mut violations = Vec::new();
@@ -220,6 +226,26 @@ pub fn check_with(history: &History, budget: &Budget) -> Result<Verdict, Error> 
     })
 }
 
+/// Drops the unknown updates whose value no returned read saw: with one
+/// removed, a linearization stays a linearization. (If the key was absent the
+/// update changed nothing. If present, the ops after it up to the next write
+/// that replaces or removes the value include no read, which would have seen
+/// its value; creates among them are refused either way.) Each of them would
+/// otherwise multiply the search: it may be placed at any later point.
+fn drop_unread_unknown_updates(ops: &mut Vec<Op>) {
+    let read: HashSet<Value> = ops
+        .iter()
+        .filter_map(|op| match op.output() {
+            Some(Output::Value(Some(value))) if op.input.is_read() => Some(*value),
+            _ => None,
+        })
+        .collect();
+    ops.retain(|op| match op.input {
+        Input::Update { value, .. } => op.ret().is_some() || read.contains(&value),
+        _ => true,
+    });
+}
+
 /// Checks one set of operations against any [`Model`], as a single search
 /// (no partitioning): the building block of [`check`].
 pub fn check_model<M: Model>(
@@ -254,7 +280,24 @@ impl Deadline {
 /// than the step.
 const CLOCK_EVERY: u64 = 1 << 12;
 
+/// Where the search is in trying the candidates of one configuration.
+#[derive(Debug, Clone, Copy)]
+enum Cursor {
+    /// At a node of the list of returned operations' entries: a call is a
+    /// candidate; the first return ends this phase.
+    Returned(usize),
+    /// At a node of the list of unknown operations' calls, tried after the
+    /// returned ones: a candidate if called no later than `limit`, the return
+    /// time of `blocked`, the first unplaced operation to return.
+    Unknown { node: usize, limit: Option<Time>, blocked: Option<usize> },
+}
+
 /// The search over one key. Requires every return at or after its call.
+///
+/// Unknown operations are kept in a list of their own and tried only after
+/// every returned candidate: a linearization that needs fewer of them is
+/// found first, and then [`Cache`] prunes every configuration that differs
+/// from one already explored only by having placed more of them.
 fn search<M: Model>(
     model: &M,
     ops: &[Op<M::Input, M::Output>],
@@ -265,16 +308,21 @@ fn search<M: Model>(
     if remaining == 0 {
         return Outcome::Linearizable;
     }
-    let mut entries = Entries::new(ops);
-    let mut linearized = Bitset::new(ops.len());
-    let mut cache: HashSet<(Bitset, M::State)> = HashSet::new();
+    let entries_of = |unknown: bool| {
+        let items = ops.iter().enumerate().filter(|(_, op)| op.ret().is_none() == unknown);
+        Entries::new(ops.len(), items.map(|(i, op)| (i, op.call, op.ret())))
+    };
+    let (mut returned, mut unknown) = (entries_of(false), entries_of(true));
+    let mut linearized = Linearized::new(ops);
+    let mut cache: Cache<M::State> = Cache::default();
     // The current partial linearization: each operation with the state
-    // before it. Invariant: exactly the operations on the stack are set in
-    // `linearized` and lifted out of `entries`.
-    let mut stack: Vec<(usize, M::State)> = Vec::new();
+    // before it and the cursor it was chosen at. Invariant: exactly the
+    // operations on the stack are set in `linearized` and lifted out of their
+    // list.
+    let mut stack: Vec<(usize, M::State, Cursor)> = Vec::new();
     let mut state = model.init();
     let mut best: Option<Counterexample<M::State>> = None;
-    let mut node = entries.first();
+    let mut cursor = Cursor::Returned(returned.first());
     let mut steps = 0u64;
 
     loop {
@@ -288,60 +336,86 @@ fn search<M: Model>(
             }
         }
 
-        match entries.get(node) {
-            Some(Entry { op, call: true }) => {
-                if let Some(after) = model.step(&state, &ops[op].input, ops[op].output()) {
-                    linearized.set(op);
-                    if cache.insert((linearized.clone(), after.clone())) {
-                        entries.lift(op);
-                        stack.push((op, std::mem::replace(&mut state, after)));
-                        if ops[op].ret().is_some() {
-                            remaining -= 1;
-                            if remaining == 0 {
-                                return Outcome::Linearizable;
-                            }
-                        }
-                        node = entries.first();
-                        continue;
-                    }
-                    linearized.clear(op);
+        let candidate = match cursor {
+            Cursor::Returned(node) => match returned.get(node) {
+                Some(Entry { op, call: true }) => Some(op),
+                end => {
+                    // The end of the list cannot be reached while an
+                    // operation that returned is unplaced: its return entry
+                    // comes first.
+                    debug_assert!(end.is_some(), "reached the end with {remaining} returned operations unplaced");
+                    let blocked = end.map(|entry| entry.op);
+                    let limit = blocked.and_then(|op| ops[op].ret());
+                    cursor = Cursor::Unknown { node: unknown.first(), limit, blocked };
+                    continue;
                 }
-                node = entries.next(node);
+            },
+            Cursor::Unknown { node, limit, .. } => {
+                unknown.get(node).map(|entry| entry.op).filter(|&op| limit.is_none_or(|limit| ops[op].call <= limit))
             }
-            end => {
-                // `op` returned while its call is still unplaced: this order
-                // is dead. (The end of the list cannot be reached while an
-                // operation that returned is unplaced: its return entry comes
-                // first. Should it be, it is treated the same way.)
-                debug_assert!(end.is_some(), "reached the end with {remaining} returned operations unplaced");
-                let stuck = match end {
-                    Some(Entry { op, .. }) => op,
-                    None => (0..ops.len()).find(|&op| ops[op].ret().is_some() && !linearized.get(op)).unwrap_or(0),
-                };
-                if best.as_ref().is_none_or(|best| stack.len() > best.prefix.len()) {
-                    best = Some(counterexample(&stack, &state, stuck));
-                }
-                let Some((op, before)) = stack.pop() else {
-                    return Outcome::NotLinearizable(best.expect("recorded just above"));
-                };
+        };
+
+        let Some(op) = candidate else {
+            // Every candidate was tried, and `blocked` returned while its call
+            // is still unplaced: this order is dead.
+            let Cursor::Unknown { blocked, .. } = cursor else { unreachable!("only the unknown phase runs out") };
+            let stuck = blocked
+                .or_else(|| (0..ops.len()).find(|&op| ops[op].ret().is_some() && !linearized.get(op)))
+                .unwrap_or(0);
+            if best.as_ref().is_none_or(|best| stack.len() > best.prefix.len()) {
+                best = Some(counterexample(&stack, &state, stuck));
+            }
+            let Some((op, before, at)) = stack.pop() else {
+                return Outcome::NotLinearizable(best.expect("recorded just above"));
+            };
+            linearized.clear(op);
+            if ops[op].ret().is_some() {
+                remaining += 1;
+                returned.unlift(op);
+            } else {
+                unknown.unlift(op);
+            }
+            state = before;
+            cursor = advance(at, &returned, &unknown);
+            continue;
+        };
+
+        if let Some(after) = model.step(&state, &ops[op].input, ops[op].output()) {
+            linearized.set(op);
+            if cache.insert(&linearized, &after) {
+                stack.push((op, std::mem::replace(&mut state, after), cursor));
                 if ops[op].ret().is_some() {
-                    remaining += 1;
+                    returned.lift(op);
+                    remaining -= 1;
+                    if remaining == 0 {
+                        return Outcome::Linearizable;
+                    }
+                } else {
+                    unknown.lift(op);
                 }
-                linearized.clear(op);
-                entries.unlift(op);
-                state = before;
-                node = entries.next(entries.call_node(op));
+                cursor = Cursor::Returned(returned.first());
+                continue;
             }
+            linearized.clear(op);
         }
+        cursor = advance(cursor, &returned, &unknown);
     }
 }
 
-fn counterexample<S: Clone>(stack: &[(usize, S)], state: &S, stuck: usize) -> Counterexample<S> {
+/// The next candidate after the one at `cursor`.
+fn advance(cursor: Cursor, returned: &Entries, unknown: &Entries) -> Cursor {
+    match cursor {
+        Cursor::Returned(node) => Cursor::Returned(returned.next(node)),
+        Cursor::Unknown { node, limit, blocked } => Cursor::Unknown { node: unknown.next(node), limit, blocked },
+    }
+}
+
+fn counterexample<S: Clone>(stack: &[(usize, S, Cursor)], state: &S, stuck: usize) -> Counterexample<S> {
     // The stack holds the state *before* each operation; the state after one
     // is the state before the next, and after the last it is `state`.
-    let afters = stack.iter().skip(1).map(|(_, before)| before).chain(std::iter::once(state));
+    let afters = stack.iter().skip(1).map(|(_, before, _)| before).chain(std::iter::once(state));
     Counterexample {
-        prefix: stack.iter().zip(afters).map(|((op, _), after)| (*op, after.clone())).collect(),
+        prefix: stack.iter().zip(afters).map(|((op, ..), after)| (*op, after.clone())).collect(),
         stuck,
         state: state.clone(),
     }
@@ -368,19 +442,20 @@ struct Entries {
 }
 
 impl Entries {
-    fn new<I, O>(ops: &[Op<I, O>]) -> Self {
+    /// The entries of `items` (op, call, return if any), among `n` ops.
+    fn new(n: usize, items: impl Iterator<Item = (usize, Time, Option<Time>)>) -> Self {
         // (time, calls before returns at equal times, op)
-        let mut order: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * ops.len());
-        for (op, o) in ops.iter().enumerate() {
-            order.push((o.call, false, op));
-            if let Some(ret) = o.ret() {
+        let mut order: Vec<(Time, bool, usize)> = Vec::new();
+        for (op, call, ret) in items {
+            order.push((call, false, op));
+            if let Some(ret) = ret {
                 order.push((ret, true, op));
             }
         }
         order.sort_unstable();
         let len = order.len();
-        let mut call_node = vec![0; ops.len()];
-        let mut return_node = vec![None; ops.len()];
+        let mut call_node = vec![0; n];
+        let mut return_node = vec![None; n];
         let entries = order
             .iter()
             .enumerate()
@@ -414,10 +489,6 @@ impl Entries {
         node.checked_sub(1).and_then(|i| self.entries.get(i)).copied()
     }
 
-    fn call_node(&self, op: usize) -> usize {
-        self.call_node[op]
-    }
-
     fn lift(&mut self, op: usize) {
         self.unlink(self.call_node[op]);
         if let Some(ret) = self.return_node[op] {
@@ -447,7 +518,103 @@ impl Entries {
     }
 }
 
-/// The set of linearized operations, as a cache key.
+/// The set of linearized operations, in two parts: those that returned, and
+/// those whose outcome is unknown.
+struct Linearized {
+    returned: Bitset,
+    unknown: Bitset,
+    /// Per operation: whether its outcome is unknown, and its bit in that part.
+    slot: Vec<(bool, usize)>,
+}
+
+impl Linearized {
+    fn new<I, O>(ops: &[Op<I, O>]) -> Self {
+        let (mut returned, mut unknown) = (0, 0);
+        let slot: Vec<(bool, usize)> = ops
+            .iter()
+            .map(|op| {
+                let count = if op.ret().is_some() { &mut returned } else { &mut unknown };
+                *count += 1;
+                (op.ret().is_none(), *count - 1)
+            })
+            .collect();
+        Linearized { returned: Bitset::new(returned), unknown: Bitset::new(unknown), slot }
+    }
+
+    fn part(&mut self, op: usize) -> (&mut Bitset, usize) {
+        let (unknown, bit) = self.slot[op];
+        (if unknown { &mut self.unknown } else { &mut self.returned }, bit)
+    }
+
+    fn set(&mut self, op: usize) {
+        let (part, bit) = self.part(op);
+        part.set(bit);
+    }
+
+    fn clear(&mut self, op: usize) {
+        let (part, bit) = self.part(op);
+        part.clear(bit);
+    }
+
+    fn get(&self, op: usize) -> bool {
+        let (unknown, bit) = self.slot[op];
+        if unknown {
+            self.unknown.get(bit)
+        } else {
+            self.returned.get(bit)
+        }
+    }
+}
+
+/// Lowe's cache of configurations already reached, with subsumption for
+/// unknown operations.
+///
+/// A configuration (returned ops linearized R, unknown ops linearized U,
+/// state s) can do anything that (R, U ∪ X, s) can, for unknown ops X: the
+/// ops in X need never be linearized, and since they have no return entries
+/// they never stop another op from being linearized next. So a configuration
+/// is pruned if one with the same R and s and a *subset* of its U was
+/// reached. (This is complete: the search explores every configuration it
+/// does not prune, and a pruned one's every continuation is open to the one
+/// that pruned it, which has strictly fewer unknown ops linearized.) Plain
+/// equality, as in Lowe's cache, leaves the search exponential in the number
+/// of unknown ops: each may be linearized or not at every later point.
+///
+/// Invariant: each list holds an antichain, no element a subset of another.
+struct Cache<S> {
+    seen: HashMap<(Bitset, S), Vec<Bitset>>,
+}
+
+impl<S> Default for Cache<S> {
+    fn default() -> Self {
+        Cache { seen: HashMap::new() }
+    }
+}
+
+impl<S: Clone + Eq + Hash> Cache<S> {
+    /// Records the configuration; false if it, or one that subsumes it, was
+    /// reached before.
+    fn insert(&mut self, linearized: &Linearized, state: &S) -> bool {
+        let unknown = &linearized.unknown;
+        match self.seen.entry((linearized.returned.clone(), state.clone())) {
+            hash_map::Entry::Vacant(entry) => {
+                entry.insert(vec![unknown.clone()]);
+                true
+            }
+            hash_map::Entry::Occupied(mut entry) => {
+                let antichain = entry.get_mut();
+                if antichain.iter().any(|seen| seen.is_subset(unknown)) {
+                    return false;
+                }
+                antichain.retain(|seen| !unknown.is_subset(seen));
+                antichain.push(unknown.clone());
+                true
+            }
+        }
+    }
+}
+
+/// A set of operations, as a cache key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Bitset(Vec<u64>);
 
@@ -466,6 +633,10 @@ impl Bitset {
 
     fn get(&self, i: usize) -> bool {
         self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn is_subset(&self, other: &Bitset) -> bool {
+        self.0.iter().zip(&other.0).all(|(a, b)| a & !b == 0)
     }
 }
 

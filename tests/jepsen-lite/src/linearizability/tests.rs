@@ -1,5 +1,5 @@
 use super::*;
-use crate::history::{Input, Output};
+use crate::history::{Completion, Input, Output};
 
 fn key() -> String {
     "a".to_string()
@@ -107,7 +107,11 @@ fn a_violation_outranks_an_undecided_key() {
     let b = |input| Op::returned(2, 0, input, 10, Output::Ok);
     ops.push(b(Input::Create { key: "b".into(), value: 1 }));
     ops.push(Op::returned(3, 1, Input::Read { key: "b".into() }, 11, Output::Value(Some(1))));
-    let verdict = check_with(&History::new(ops), &steps(2)).unwrap();
+    ops.extend(
+        (0..10).map(|i| Op::returned(3, 20 + i, Input::Read { key: "b".into() }, 21 + i, Output::Value(Some(1)))),
+    );
+    // Enough steps to refute "a", too few to linearize "b".
+    let verdict = check_with(&History::new(ops), &steps(5)).unwrap();
     let [violation] = verdict.violations() else { panic!("{verdict}") };
     assert_eq!(violation.key, "a");
 }
@@ -129,7 +133,7 @@ fn a_return_before_its_call_is_an_error() {
 #[test]
 fn lifting_and_unlifting_restores_the_list() {
     let ops = [create(1, 0, 3, 1, Output::Ok), read(2, 1, 2, None), Op::unknown(3, 2, Input::Delete { key: key() })];
-    let mut entries = Entries::new(&ops);
+    let mut entries = Entries::new(ops.len(), ops.iter().enumerate().map(|(i, op)| (i, op.call, op.ret())));
     let walk = |entries: &Entries| {
         let mut node = entries.first();
         let mut seen = Vec::new();
@@ -181,4 +185,52 @@ fn any_model_can_be_checked() {
     assert_eq!(check_model(&Counter, &maybe, &Budget::default()).unwrap(), Outcome::Linearizable);
     let bad = [incr(0, 1, 2)];
     assert!(matches!(check_model(&Counter, &bad, &Budget::default()).unwrap(), Outcome::NotLinearizable(_)));
+}
+
+#[test]
+fn unknown_updates_no_read_saw_are_dropped() {
+    // Twenty unknown updates, each of which could be placed anywhere in a
+    // long run of acknowledged updates and reads, and a bad read at the end:
+    // searched as they are, each subset of them at each point.
+    let mut ops: Vec<Op> =
+        (0..20).map(|i| Op::unknown(100 + i, 0, Input::Update { key: key(), value: 1000 + i })).collect();
+    ops.push(create(1, 1, 2, 0, Output::Ok));
+    for i in 1..40 {
+        ops.push(update(1, 10 * i, 10 * i + 1, i, Output::Ok));
+        ops.push(read(2, 10 * i + 2, 10 * i + 3, Some(i)));
+    }
+    ops.push(read(2, 1000, 1001, Some(7)));
+    let outcome = check_model(&Register, &ops, &steps(1_000_000)).unwrap();
+    assert_eq!(outcome, Outcome::Exhausted(Exhausted::Steps { max_steps: 1_000_000 }));
+
+    let verdict = check_with(&History::new(ops.clone()), &steps(1_000_000)).unwrap();
+    let [violation] = verdict.violations() else { panic!("{verdict}") };
+    assert_eq!(violation.stuck, *ops.last().unwrap());
+
+    // One the last read saw is kept, and places it.
+    ops.last_mut().unwrap().completion = Completion::Returned { at: 1001, output: Output::Value(Some(1007)) };
+    assert_eq!(check_with(&History::new(ops), &steps(1_000_000)).unwrap(), Verdict::Linearizable);
+}
+
+#[test]
+fn the_cache_prunes_a_configuration_with_more_unknown_ops_placed() {
+    let ops = [
+        read(1, 0, 1, None),
+        Op::unknown(2, 0, Input::Delete { key: key() }),
+        Op::unknown(3, 0, Input::Delete { key: key() }),
+    ];
+    let mut linearized = Linearized::new(&ops);
+    let mut cache = Cache::default();
+    linearized.set(1);
+    assert!(cache.insert(&linearized, &None));
+    linearized.set(2);
+    assert!(!cache.insert(&linearized, &None), "a superset of unknown ops placed, same state");
+    assert!(cache.insert(&linearized, &Some(1)), "another state");
+    linearized.clear(1);
+    linearized.clear(2);
+    assert!(cache.insert(&linearized, &None), "a subset: it can do more");
+    linearized.set(1);
+    assert!(!cache.insert(&linearized, &None));
+    linearized.set(0);
+    assert!(cache.insert(&linearized, &None), "another set of returned ops");
 }
