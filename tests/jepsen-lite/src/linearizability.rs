@@ -17,7 +17,7 @@
 //! the list it backtracks, because that operation ran out of time. Lowe's
 //! cache remembers each (set of linearized operations, model state) reached:
 //! reaching one again cannot lead anywhere new, so that branch is pruned.
-//! (Extended for unknown operations: see [`Cache`].)
+//! (Extended for unknown operations: see `Cache`.)
 //!
 //! Unknown outcomes: an operation whose client timed out has no return entry
 //! (its return is at +∞). It may be linearized at any point after its call,
