@@ -505,6 +505,13 @@ impl Cluster {
         self.inner.config.node_id
     }
 
+    /// Inside [`with_idempotency_key`]: the first answer to this key, if apply
+    /// has one (the request is a retry whose first attempt applied).
+    pub fn remembered_answer(&self) -> Option<Response> {
+        let key = IDEMPOTENCY_KEY.try_with(Clone::clone).ok().flatten()?;
+        self.inner.reader.remembered_response(&key).ok().flatten()
+    }
+
     pub fn is_leader(&self) -> bool {
         self.inner.raft.metrics().borrow().state == ServerState::Leader
     }

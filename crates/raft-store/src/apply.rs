@@ -27,6 +27,7 @@ mod monitors;
 mod notify;
 mod outbox;
 mod requests;
+pub(crate) use requests::Remembered;
 mod time;
 mod verdicts;
 

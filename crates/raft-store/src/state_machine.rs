@@ -838,6 +838,13 @@ impl StateReader {
         Ok(self.scan::<Notification>(tables::OUTBOX, &[])?.into_iter().map(|(_, n)| n).collect())
     }
 
+    /// The first answer to the keyed write `key` (`Command::Idempotent`), if
+    /// apply remembers it: a retry whose first attempt applied gets it.
+    pub fn remembered_response(&self, key: &str) -> Result<Option<Response>, Error> {
+        let r: Option<crate::apply::Remembered> = self.get(tables::REQUESTS, key.as_bytes())?;
+        Ok(r.map(|r| r.response))
+    }
+
     /// Records not yet sent or dead, in id order: what the dispatcher works on.
     pub fn outbox_due(&self) -> Result<Vec<Notification>, Error> {
         let mut out = Vec::new();

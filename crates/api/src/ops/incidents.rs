@@ -52,7 +52,7 @@ pub(crate) async fn incident_write(cluster: &Cluster, c: IncidentCommand) -> Res
 
 pub async fn declare_incident(cluster: &Cluster, body: DeclareIncident, by: String) -> Result<IncidentView, ApiError> {
     let monitor_id = match body.monitor.as_deref() {
-        Some(m) => Some(find(cluster, m).await?.id),
+        Some(m) => Some(find_for_write(cluster, m).await?.id),
         None => None,
     };
     let severity = severity(body.severity.as_deref())?;

@@ -49,7 +49,7 @@ pub(crate) fn parse_time(field: &str, s: &str) -> Result<u64, ApiError> {
 pub async fn create_maintenance(cluster: &Cluster, body: MaintenanceView) -> Result<MaintenanceView, ApiError> {
     let mut monitors = Vec::new();
     for m in &body.monitors {
-        monitors.push(find(cluster, m).await?.id);
+        monitors.push(find_for_write(cluster, m).await?.id);
     }
     let schedule = match (&body.start, &body.end, &body.time_zone) {
         (Some(start), Some(end), None) => {

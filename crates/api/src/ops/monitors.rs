@@ -16,7 +16,14 @@ pub async fn get_monitor(cluster: &Cluster, id_or_name: &str, linearizable: bool
 }
 
 pub async fn delete_monitor(cluster: &Cluster, id_or_name: &str) -> Result<(), ApiError> {
-    let monitor = find(cluster, id_or_name).await?;
+    let monitor = match find_for_write(cluster, id_or_name).await {
+        Ok(m) => m,
+        // A retry of a delete that applied: the monitor is gone because of it.
+        Err(e) => match cluster.remembered_answer() {
+            Some(Response::Deleted { .. }) => return Ok(()),
+            _ => return Err(e),
+        },
+    };
     cluster.write(Command::DeleteMonitor { id: monitor.id }).await?;
     Ok(())
 }
@@ -44,7 +51,10 @@ pub async fn create_monitor(cluster: &Cluster, body: CreateMonitor) -> Result<Mo
 /// Replaces a monitor's definition (PUT): the body is the whole monitor, as for
 /// create; its verdict, history and incidents stay.
 pub async fn update_monitor(cluster: &Cluster, id_or_name: &str, body: CreateMonitor) -> Result<MonitorView, ApiError> {
-    let id = find(cluster, id_or_name).await?.id;
+    let id = match find_for_write(cluster, id_or_name).await {
+        Ok(m) => m.id,
+        Err(e) => return replayed(cluster).ok_or(e)?,
+    };
     let draft = draft(body)?;
     possible_quorum(cluster, &draft)?;
     monitor_write(cluster, Command::UpdateMonitor { id, draft }).await
@@ -141,8 +151,32 @@ pub(crate) async fn find(cluster: &Cluster, id_or_name: &str) -> Result<Monitor,
     cluster.reader().find_monitor(id_or_name)?.ok_or_else(|| ApiError::not_found(format!("no monitor {id_or_name:?}")))
 }
 
+/// A keyed write retried after its first attempt applied and then the
+/// monitor went away: the first answer, as apply would give it.
+fn replayed(cluster: &Cluster) -> Option<Result<MonitorView, ApiError>> {
+    match cluster.remembered_answer()? {
+        Response::Monitor(m) => Some(view(cluster, &m)),
+        Response::Rejected(r) => Some(Err(r.into())),
+        _ => None,
+    }
+}
+
+/// [`find`] for a write: the name is resolved against every write committed
+/// before this call (a linearizable read), so a follower that has not applied
+/// a monitor's creation yet does not answer "not found" for it. If the monitor
+/// is deleted (and perhaps created again) between this and the write's apply,
+/// apply answers "not found", which is then a true answer: the name was
+/// absent at a point between the two.
+pub(crate) async fn find_for_write(cluster: &Cluster, id_or_name: &str) -> Result<Monitor, ApiError> {
+    cluster.linearize().await?;
+    cluster.reader().find_monitor(id_or_name)?.ok_or_else(|| ApiError::not_found(format!("no monitor {id_or_name:?}")))
+}
+
 pub async fn set_paused(cluster: &Cluster, id_or_name: &str, paused: bool) -> Result<MonitorView, ApiError> {
-    let m = find(cluster, id_or_name).await?;
+    let m = match find_for_write(cluster, id_or_name).await {
+        Ok(m) => m,
+        Err(e) => return replayed(cluster).ok_or(e)?,
+    };
     match cluster.write(Command::SetMonitorEnabled { id: m.id, enabled: !paused }).await? {
         Response::Monitor(m) => {
             // The verdict is read locally: let this node apply the write first.

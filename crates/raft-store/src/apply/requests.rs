@@ -4,11 +4,11 @@ use super::*;
 
 /// The first answer to a keyed write (`Command::Idempotent`).
 #[derive(Serialize, Deserialize)]
-pub(super) struct Remembered {
-    at_ms: u64,
+pub(crate) struct Remembered {
+    pub(crate) at_ms: u64,
     /// SHA-256 of the command's encoding: the same key with another command is refused.
     fingerprint: [u8; 32],
-    response: Response,
+    pub(crate) response: Response,
 }
 
 pub(super) fn request_time_key(at_ms: u64, key: &str) -> Vec<u8> {
