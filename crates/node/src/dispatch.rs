@@ -218,7 +218,9 @@ async fn lead(cluster: Cluster, config: DispatchConfig, term: u64, stop: Cancell
         let claimed = cluster.write(Command::Outbox(OutboxCommand::Claim { ids: ids.clone() })).await;
         let (index, claimed) = match claimed {
             // A follower's write is forwarded: a claim by another leader is not ours to send.
-            Ok(Response::Claimed { term: t, node_id, index, ids }) if t == term && node_id == me => (index, ids),
+            Ok(Response::Claimed { term: t, node_id, index, ids }) if t == term && node_id == me => {
+                (index, ids.into_iter().collect::<HashSet<u64>>())
+            }
             other => {
                 debug!(?other, "dispatcher: claim not committed by this leader");
                 {
