@@ -206,7 +206,9 @@ async fn lead(cluster: Cluster, config: DispatchConfig, term: u64, stop: Cancell
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = deposed.cancelled() => break,
-                _ = applied.wait_for(|m| m.last_applied != seen) => {}
+                // Raft stopped: nothing more to lead (a closed channel is
+                // ready at once, so waiting on it again would spin).
+                changed = applied.wait_for(|m| m.last_applied != seen) => if changed.is_err() { break },
                 _ = tokio::time::sleep(config.poll) => {}
             }
             continue;
