@@ -417,15 +417,14 @@ async fn lost(config: &DispatchConfig, lease: &Lease, deposed: &CancellationToke
     }
 }
 
+/// At most `max` bytes of `s` (on a character boundary), marked when cut.
 fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
+    let kept = uptime_notify::truncate(s, max);
+    if kept.len() < s.len() {
+        format!("{kept}…")
+    } else {
+        kept.to_string()
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// The wait before the next attempt: doubling from `backoff`, capped, with

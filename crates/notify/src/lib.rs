@@ -48,5 +48,5 @@ pub use alert::{Alert, AlertKind, Fencing, MonitorInfo, NodeView};
 #[cfg(feature = "send")]
 pub use render::{check_templates, render, Rendered};
 #[cfg(feature = "send")]
-pub use send::{deliver, post_json, verify_signature, Delivered, SendError, Sender};
+pub use send::{deliver, post_json, truncate, verify_signature, Delivered, SendError, Sender};
 pub use spec::{ChannelKind, ChannelSpec, Header, Invalid, SmtpSecurity, PAGERDUTY_EVENTS_URL, REDACTED};

@@ -244,7 +244,7 @@ pub(crate) fn excerpt(scrub: &Scrub, raw: &[u8]) -> String {
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-pub(crate) fn truncate(s: &str, max: usize) -> &str {
+pub fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
