@@ -95,6 +95,7 @@ impl TestCluster {
             cluster.spawn(id);
         }
         cluster.wait_healthy(n as usize).await;
+        cluster.wait_members().await;
         cluster
     }
 
@@ -325,6 +326,20 @@ tick_ms = 500
                     .collect();
                 panic!("timed out after 30s waiting for {what}\n{}", tails.join("\n"))
             }
+        }
+    }
+
+    /// Waits until every running node knows it is a member and knows a leader.
+    /// [`TestCluster::wait_healthy`] is satisfied by any one node, and a node
+    /// the first membership entry has not reached yet answers `not_member`.
+    pub async fn wait_members(&self) {
+        let clients: Vec<(u64, Client)> = self.running().into_iter().map(|id| (id, self.client(id))).collect();
+        for (id, c) in clients {
+            wait_until(&format!("node {id} to know it is a member with a leader"), Duration::from_secs(30), || {
+                let c = c.clone();
+                async move { c.cluster_status().await.ok().filter(|s| s.leader.is_some()) }
+            })
+            .await;
         }
     }
 
