@@ -61,13 +61,23 @@ struct Answer {
     bytes: Bytes,
 }
 
+type Http = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+
+fn http_client(local: Option<std::net::IpAddr>) -> Http {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(3)));
+    connector.set_nodelay(true);
+    connector.set_local_address(local);
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector)
+}
+
 #[derive(Clone)]
 pub struct Client {
     base: String,
     token: Option<String>,
     /// Sent as `X-Uptime-User`: who incident actions are attributed to.
     user: Option<String>,
-    http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+    http: Http,
     timeout: Duration,
 }
 
@@ -83,17 +93,21 @@ impl Client {
         }
         base.parse::<http::Uri>()
             .map_err(|e| ClientError::Endpoint { endpoint: endpoint.to_string(), message: e.to_string() })?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(3)));
-        connector.set_nodelay(true);
-        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Client { base, token, user: None, http, timeout: Duration::from_secs(15) })
+        Ok(Client { base, token, user: None, http: http_client(None), timeout: Duration::from_secs(15) })
     }
 
     /// Gives up on a request after `timeout` (default 15 s); a write that
     /// timed out may still apply.
     pub fn with_timeout(mut self, timeout: Duration) -> Client {
         self.timeout = timeout;
+        self
+    }
+
+    /// Makes this client's connections from local address `addr` (the kernel
+    /// picks the port), e.g. so that a test harness's requests are told apart
+    /// from a node's own traffic on loopback.
+    pub fn with_local_address(mut self, addr: std::net::IpAddr) -> Client {
+        self.http = http_client(Some(addr));
         self
     }
 

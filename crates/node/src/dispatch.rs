@@ -216,6 +216,7 @@ async fn lead(cluster: Cluster, config: DispatchConfig, term: u64, stop: Cancell
         let ids: Vec<u64> = due.iter().map(|n| n.id).collect();
         // Listed before the claim, so the next round does not claim them again.
         in_flight.lock().unwrap().extend(ids.iter().copied());
+        failpoint_send_before_claim(&cluster, &config, term, &due, &lease, &deposed, &stop);
         let t0 = Instant::now();
         let claimed = cluster.write(Command::Outbox(OutboxCommand::Claim { ids: ids.clone() })).await;
         let (index, claimed) = match claimed {
@@ -395,6 +396,48 @@ async fn failpoint_hold_after_claim(stop: &CancellationToken) {
 
 #[cfg(not(debug_assertions))]
 async fn failpoint_hold_after_claim(_: &CancellationToken) {}
+
+/// Debug builds only, a planted bug for jepsen-lite to catch:
+/// `UPTIMETEST_DISPATCH_SEND_BEFORE_CLAIM=1` sends each record once before
+/// its claim is proposed, under the token the claim is guessed to get (the
+/// next log index), and records nothing about that send.
+#[cfg(debug_assertions)]
+fn failpoint_send_before_claim(
+    cluster: &Cluster,
+    config: &DispatchConfig,
+    term: u64,
+    due: &[Notification],
+    lease: &Lease,
+    deposed: &CancellationToken,
+    stop: &CancellationToken,
+) {
+    if std::env::var_os("UPTIMETEST_DISPATCH_SEND_BEFORE_CLAIM").is_none() {
+        return;
+    }
+    let guess = cluster.raft().metrics().borrow().last_log_index.unwrap_or(0) + 1;
+    warn!(guess, "failpoint: sending before the claim");
+    lease.confirmed(Instant::now(), config.usable());
+    for n in due {
+        let (cluster, config, lease, deposed, stop, n) =
+            (cluster.clone(), config.clone(), lease.clone(), deposed.clone(), stop.clone(), n.clone());
+        tokio::spawn(async move {
+            let _ = attempt(&cluster, &config, term, guess, &n, &lease, &deposed, &stop).await;
+        });
+    }
+}
+
+#[cfg(not(debug_assertions))]
+#[allow(clippy::too_many_arguments)]
+fn failpoint_send_before_claim(
+    _: &Cluster,
+    _: &DispatchConfig,
+    _: u64,
+    _: &[Notification],
+    _: &Lease,
+    _: &CancellationToken,
+    _: &CancellationToken,
+) {
+}
 
 /// Resolves when a send in flight must be given up: a newer leader took
 /// over, or the lease lapsed and was not renewed within another lease length

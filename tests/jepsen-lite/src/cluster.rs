@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use uptime_api::Client;
 
+/// Where the harness's requests come from: not a node's address, so a
+/// partition between nodes never cuts the harness off from a node.
+pub const CLIENT_ADDR: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 100));
+
 pub struct Cluster {
     pub dir: PathBuf,
     pub nodes: u64,
@@ -74,7 +78,7 @@ impl Cluster {
     /// off or paused must come back as "unknown", not hang the workload.
     pub fn client(&self, k: u64) -> Result<Client, String> {
         let c = Client::new(&self.api_url(k)?, Some(self.token.clone())).map_err(|e| e.to_string())?;
-        Ok(c.with_timeout(Duration::from_secs(5)))
+        Ok(c.with_timeout(Duration::from_secs(5)).with_local_address(CLIENT_ADDR))
     }
 
     pub fn signal(&self, k: u64, signal: Signal) -> Result<(), String> {

@@ -72,14 +72,18 @@
 //! exhausting every order. That is what the [`Budget`] and
 //! [`Verdict::Unknown`] are for.
 
+pub mod check;
 pub mod cluster;
 mod history;
 mod linearizability;
 mod model;
 pub mod nemesis;
 pub mod net;
+pub mod plot;
+pub mod run;
 pub mod schedule;
 pub mod sink;
+pub mod targets;
 pub mod workload;
 
 pub use history::{ClientId, Completion, Event, History, Input, Key, Op, Output, Time, Value};

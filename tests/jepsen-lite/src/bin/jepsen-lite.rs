@@ -1,0 +1,128 @@
+//! `jepsen-lite --minutes N --nodes 3|5 [--nemesis kill,pause,partition] [--seed S] [--out FILE]`:
+//! one run against real nodes (see `scripts/jepsen.sh`). Prints the summary
+//! and the seed, writes the results JSON and its plot (FILE.svg), and exits
+//! non-zero when a checker fails.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use uptime_jepsen_lite::run::{self, Config};
+use uptime_jepsen_lite::schedule::Nemesis;
+
+const USAGE: &str = "usage: jepsen-lite --minutes N --nodes 3|5 [--nemesis kill,pause,partition] [--seed S] [--out FILE] [--dir DIR] [--root REPO]";
+
+fn parse() -> Result<(Config, PathBuf), String> {
+    let mut args = std::env::args().skip(1);
+    let mut minutes = 3.0f64;
+    let mut nodes = 3u64;
+    let mut nemeses = Nemesis::ALL.to_vec();
+    let mut seed = None;
+    let mut out = PathBuf::from("jepsen-results.json");
+    let mut dir = None;
+    let mut root = std::env::current_dir().map_err(|e| e.to_string())?;
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or(format!("{a} needs a value\n{USAGE}"));
+        match a.as_str() {
+            "--minutes" => {
+                minutes = value()?.parse().map_err(|e| format!("--minutes: {e}"))?;
+                if !(0.2..=600.0).contains(&minutes) {
+                    return Err("--minutes: from 0.2 to 600".into());
+                }
+            }
+            "--nodes" => {
+                nodes = value()?.parse().map_err(|e| format!("--nodes: {e}"))?;
+                if nodes != 3 && nodes != 5 {
+                    return Err("--nodes: 3 or 5".into());
+                }
+            }
+            "--nemesis" => {
+                nemeses = value()?
+                    .split(',')
+                    .map(|n| {
+                        Nemesis::parse(n.trim()).ok_or(format!("--nemesis: {n:?} is not kill, pause or partition"))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--seed" => seed = Some(value()?.parse().map_err(|e| format!("--seed: {e}"))?),
+            "--out" => out = PathBuf::from(value()?),
+            "--dir" => dir = Some(PathBuf::from(value()?)),
+            "--root" => root = PathBuf::from(value()?),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+    });
+    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("jepsen-lite-{seed}")));
+    let node_env = std::env::vars().filter(|(k, _)| k.starts_with("UPTIMETEST_")).collect();
+    let cfg = Config {
+        root,
+        dir,
+        nodes,
+        length: Duration::from_secs_f64(minutes * 60.0),
+        seed,
+        nemeses,
+        targets: 3,
+        clients: 4,
+        keys: 4,
+        node_env,
+    };
+    Ok((cfg, out))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let (cfg, out) = match parse() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("jepsen-lite: {e}");
+            std::process::exit(2);
+        }
+    };
+    eprintln!(
+        "jepsen-lite: seed {} · {} nodes · {:?} · nemeses {:?} · {}",
+        cfg.seed,
+        cfg.nodes,
+        cfg.length,
+        cfg.nemeses,
+        cfg.dir.display()
+    );
+    // On SIGINT or SIGTERM the run is dropped, which heals the partitions and
+    // stops the nodes (their owners' Drop) before the process exits.
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("jepsen-lite: {e}");
+            std::process::exit(2);
+        }
+    };
+    let outcome = tokio::select! {
+        r = run::run(&cfg) => r,
+        _ = tokio::signal::ctrl_c() => Err("interrupted: partitions healed, nodes stopped".into()),
+        _ = term.recv() => Err("terminated: partitions healed, nodes stopped".into()),
+    };
+    match outcome {
+        Ok((results, svg)) => {
+            print!("{}", results.summary());
+            if let Err(e) = run::write(&out, &results, &svg) {
+                eprintln!("jepsen-lite: {e}");
+                std::process::exit(2);
+            }
+            println!("results: {} (plot {})", out.display(), out.with_extension("svg").display());
+            println!(
+                "reproduce: scripts/jepsen.sh --minutes {} --nodes {} --seed {}",
+                cfg.length.as_secs_f64() / 60.0,
+                cfg.nodes,
+                cfg.seed
+            );
+            if !results.ok() {
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            eprintln!("jepsen-lite: {e}");
+            std::process::exit(2);
+        }
+    }
+}
