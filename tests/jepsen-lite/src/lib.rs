@@ -1,12 +1,15 @@
 //! jepsen-lite: a fault-injection harness for uptime-cluster (issue 12), and
-//! the checkers for the histories it records. Built so far: the parts below;
-//! not yet the run that ties them together (`scripts/jepsen.sh`).
+//! the checkers for the histories it records. `run` ties the parts below
+//! together; `scripts/jepsen.sh` drives it (docs/reliability.md).
 //!
 //! Layout:
 //! - `net`: partitions on loopback with nftables, per node pair (node K on 127.0.0.K).
 //! - `sink`: the fencing alert sink every run delivers to.
 //! - `cluster`: real nodes from `scripts/dev-cluster.sh`, signals, clients.
 //! - `schedule`: the seeded nemesis schedule.
+//! - `targets`: the fleet of HTTP targets a run flips down, for every node or a minority.
+//! - `check`: the alert checkers (missed, duplicates by cause, stale term accepted).
+//! - `run`: one run end to end, its results JSON; `plot`: its SVG time line.
 //! - `nemesis`: carries a schedule's steps out on a cluster, and undoes each.
 //! - `workload`: concurrent monitor writes and linearizable reads, recorded as a history.
 //! - `history`: what the harness records: [`Op`]s ([`Input`], [`Output`],
