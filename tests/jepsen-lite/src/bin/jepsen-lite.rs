@@ -65,7 +65,7 @@ fn parse() -> Result<(Config, PathBuf), String> {
         nemeses,
         targets: 3,
         clients: 4,
-        keys: 4,
+        keys: 48,
         node_env,
     };
     Ok((cfg, out))
