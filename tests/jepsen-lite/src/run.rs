@@ -219,10 +219,10 @@ pub async fn run(cfg: &Config) -> Result<(Results, String), String> {
     };
     let acker = {
         let cluster = cluster.clone();
-        let length = cfg.length;
+        let (length, seed) = (cfg.length, cfg.seed);
         tokio::spawn(async move {
             let mut acks = 0u64;
-            let mut rng = schedule::Rng::new(cfg_seed_for_acks(length));
+            let mut rng = schedule::Rng::new(seed ^ 0x6163_6b73);
             while start.elapsed() < length {
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 let k = rng.between(1, cluster.nodes);
@@ -374,10 +374,6 @@ pub async fn run(cfg: &Config) -> Result<(Results, String), String> {
         findings,
     };
     Ok((results, svg))
-}
-
-fn cfg_seed_for_acks(length: Duration) -> u64 {
-    length.as_secs() ^ 0x61636b73
 }
 
 /// Every node reports the same (applied index, hash) within 30 s.
