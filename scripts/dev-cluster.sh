@@ -5,6 +5,7 @@
 #   scripts/dev-cluster.sh down [DIR]     stop them (SIGTERM, then SIGKILL after a grace period)
 #   scripts/dev-cluster.sh start K [DIR]  restart stopped node K with its data
 #   scripts/dev-cluster.sh stop K [DIR]   stop node K gracefully
+#   scripts/dev-cluster.sh unmount [DIR]  after down: unmount DEV_CLUSTER_DATA_TMPFS data directories
 #
 # DIR (default ./.dev-cluster) gets `env` (UPTIMECTL_ENDPOINT for node 1 and
 # UPTIMECTL_TOKEN), `certs/` (the cluster CA and node certificates: peers use
@@ -19,6 +20,12 @@
 # nodeK/peer_addr holds its peer address.
 # DEV_CLUSTER_EXTRA_TOML: TOML appended to every node's config, with @K@
 # replaced by the node id (e.g. $'[probe]\nsource_addrs = ["127.0.0.@K@"]').
+# DEV_CLUSTER_NODE_ENV: lines of NAME=VALUE for every node's environment, with
+# @K@ replaced by the node id and @NODE@ by its directory (kept in
+# nodeK/node.env, so `start K` uses them too; e.g. libfaketime for a clock jump).
+# DEV_CLUSTER_DATA_TMPFS=SIZE (root): each nodeK/data is a tmpfs of SIZE (e.g.
+# 64m), so a test can fill one node's disk; `down` leaves them mounted (the
+# data is needed by `start`), `up` and `unmount` take them away.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -60,7 +67,10 @@ start_node() {
   local dir=$1 k=$2 node="$1/node$2"
   alive "$node" && die "node $k is already running (pid $(cat "$node/pid"))"
   [ -f "$node/config.toml" ] || die "no node $k in $dir"
-  nohup "$(bin_dir)/uptime-node" run --config "$node/config.toml" >>"$node/log" 2>&1 </dev/null &
+  (
+    if [ -f "$node/node.env" ]; then set -a; . "$node/node.env"; set +a; fi
+    exec nohup "$(bin_dir)/uptime-node" run --config "$node/config.toml" >>"$node/log" 2>&1 </dev/null
+  ) &
   echo $! >"$node/pid"
 }
 
@@ -100,6 +110,7 @@ cmd_up() {
   for k in $(seq 1 "$n"); do alive "$dir/node$k" && die "node $k in $dir is running: run down first"; done
   build
   local bin; bin=$(bin_dir)
+  unmount_data "$dir"
   rm -rf "$dir/certs" "$dir"/node*
   "$bin/uptime-node" certs init-ca --dir "$dir/certs" >/dev/null
   local token; token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
@@ -134,6 +145,15 @@ TOML
     if [ -n "${DEV_CLUSTER_EXTRA_TOML:-}" ]; then
       printf '\n%s\n' "${DEV_CLUSTER_EXTRA_TOML//@K@/$k}" >>"$node/config.toml"
     fi
+    if [ -n "${DEV_CLUSTER_NODE_ENV:-}" ]; then
+      local env=${DEV_CLUSTER_NODE_ENV//@K@/$k}
+      printf '%s\n' "${env//@NODE@/$node}" >"$node/node.env"
+    fi
+    if [ -n "${DEV_CLUSTER_DATA_TMPFS:-}" ]; then
+      mkdir -p "$node/data"
+      mount -t tmpfs -o "size=$DEV_CLUSTER_DATA_TMPFS,mode=0700" "dev-cluster-node$k" "$node/data" ||
+        die "cannot mount a tmpfs on $node/data (DEV_CLUSTER_DATA_TMPFS needs root)"
+    fi
     echo "http://$h:$ap" >"$node/api_url"
     echo "$h:$pp" >"$node/peer_addr"
   done
@@ -153,6 +173,23 @@ cmd_down() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do stop_pid "$pid"; done
   return 0
+}
+
+# Unmounts every tmpfs data directory under DIR (none: nothing to do).
+unmount_data() {
+  local dir=$1 m
+  for m in "$dir"/node*/data; do
+    if [ -d "$m" ] && mountpoint -q "$m"; then umount "$m" || die "cannot unmount $m"; fi
+  done
+  return 0
+}
+
+cmd_unmount() {
+  local dir=${1:-$ROOT/.dev-cluster}
+  [ -d "$dir" ] || return 0
+  dir=$(cd "$dir" && pwd)
+  for node in "$dir"/node*; do alive "$node" && die "$(basename "$node") is running: run down first"; done
+  unmount_data "$dir"
 }
 
 cmd_start() {
@@ -181,5 +218,6 @@ case "${1:-}" in
   down) shift; cmd_down "$@" ;;
   start) shift; cmd_start "$@" ;;
   stop) shift; cmd_stop "$@" ;;
-  *) die "usage: dev-cluster.sh up N [DIR] | down [DIR] | start K [DIR] | stop K [DIR]" ;;
+  unmount) shift; cmd_unmount "$@" ;;
+  *) die "usage: dev-cluster.sh up N [DIR] | down [DIR] | start K [DIR] | stop K [DIR] | unmount [DIR]" ;;
 esac

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # jepsen-lite: a fault-injection run against real uptime-node processes.
 #
-#   scripts/jepsen.sh --minutes N --nodes 3|5 [--nemesis kill,pause,partition] [--seed S] [--out FILE]
+#   scripts/jepsen.sh --minutes N --nodes 3|5 [--nemesis kill,pause,partition,clock,disk] [--seed S] [--out FILE]
 #
 # Builds the node and the harness (release; JEPSEN_PROFILE=debug for the
 # debug-only failpoints, e.g. UPTIMETEST_DISPATCH_SEND_BEFORE_CLAIM=1, the
@@ -10,7 +10,8 @@
 # then heals and checks. Prints a summary and the seed; writes FILE (default
 # jepsen-results.json) and FILE's plot (.svg). Exit 0: every checker holds;
 # 1: a checker failed; 2: the run could not be carried out.
-# Needs root (nftables rules on loopback) and Debian's nftables.
+# Needs root (nftables rules on loopback, tmpfs data directories for `disk`),
+# Debian's nftables, and Debian's libfaketime for `clock`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PROFILE=${JEPSEN_PROFILE:-release}

@@ -316,13 +316,28 @@ impl Supervisor {
     }
 }
 
+/// Why the Raft core stopped, in words an operator can act on. openraft keeps
+/// a storage error only as text, so a full disk (ENOSPC, or EDQUOT for a
+/// quota) is recognised by the OS error number the text ends with.
+fn stop_reason(fatal: &str) -> String {
+    if fatal.contains("(os error 28)") || fatal.contains("(os error 122)") {
+        format!(
+            "the disk holding the data directory is full; stopping without writing more. Free space and \
+             restart the node (a service manager with Restart=always does): it comes back with its data. \
+             Cause: {fatal}"
+        )
+    } else {
+        format!("raft stopped: {fatal}")
+    }
+}
+
 /// Ends with an error when the Raft core stops on its own (a fatal storage
 /// error, a panic in it); ends quietly on shutdown.
 async fn watch_raft(raft: Raft, shutdown: CancellationToken) -> TaskResult {
     let mut metrics = raft.metrics();
     loop {
         if let Err(fatal) = &metrics.borrow_and_update().running_state {
-            return Err(format!("raft stopped: {fatal}"));
+            return Err(stop_reason(&fatal.to_string()));
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -376,4 +391,21 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
 fn read_tls(files: &crate::config::TlsFiles) -> Result<PeerTls, Error> {
     let read = |p: &std::path::Path| std::fs::read(p).map_err(|source| Error::ReadFile { path: p.to_owned(), source });
     Ok(PeerTls { ca_pem: read(&files.ca)?, cert_pem: read(&files.cert)?, key_pem: read(&files.key)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stop_reason;
+
+    #[test]
+    fn a_full_disk_is_named_with_what_to_do() {
+        let fatal = "when Write Logs: storage: I/O error: No space left on device (os error 28)";
+        let line = stop_reason(fatal);
+        assert!(line.starts_with("the disk holding the data directory is full"), "{line}");
+        assert!(line.contains("Free space and restart the node") && line.ends_with(fatal), "{line}");
+        assert!(
+            stop_reason("when Write Logs: storage: I/O error: Disk quota exceeded (os error 122)").contains("is full")
+        );
+        assert_eq!(stop_reason("panicked"), "raft stopped: panicked");
+    }
 }

@@ -13,6 +13,17 @@ use uptime_api::Client;
 /// partition between nodes never cuts the harness off from a node.
 pub const CLIENT_ADDR: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 100));
 
+/// How the nodes are set up beyond the dev cluster's defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// TOML appended to every node's config (`@K@` is the node id).
+    pub extra_toml: String,
+    /// Environment of every node's process (`@K@` is the node id, `@NODE@` its directory).
+    pub node_env: Vec<(String, String)>,
+    /// A tmpfs of this size (e.g. `64m`) as every node's data directory.
+    pub data_tmpfs: Option<String>,
+}
+
 pub struct Cluster {
     pub dir: PathBuf,
     pub nodes: u64,
@@ -50,13 +61,22 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 impl Cluster {
     /// Starts `nodes` nodes in `dir` (release binaries unless
     /// `DEV_CLUSTER_PROFILE` says otherwise) and returns once a leader is elected.
-    pub fn up(root: &Path, dir: &Path, nodes: u64, extra_toml: &str) -> Result<Cluster, String> {
+    pub fn up(root: &Path, dir: &Path, nodes: u64, setup: &Setup) -> Result<Cluster, String> {
         let script = root.join("scripts/dev-cluster.sh");
-        run(Command::new(&script)
-            .args(["up", &nodes.to_string()])
+        let mut cmd = Command::new(&script);
+        cmd.args(["up", &nodes.to_string()])
             .arg(dir)
             .env("DEV_CLUSTER_DISTINCT_ADDRS", "1")
-            .env("DEV_CLUSTER_EXTRA_TOML", extra_toml))?;
+            .env("DEV_CLUSTER_EXTRA_TOML", &setup.extra_toml)
+            .env("DEV_CLUSTER_NODE_ENV", setup.node_env.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>());
+        if let Some(size) = &setup.data_tmpfs {
+            cmd.env("DEV_CLUSTER_DATA_TMPFS", size);
+        }
+        if let Err(e) = run(&mut cmd) {
+            let _ = run(Command::new(&script).arg("down").arg(dir));
+            let _ = run(Command::new(&script).arg("unmount").arg(dir));
+            return Err(e);
+        }
         let token = std::fs::read_to_string(dir.join("token")).map_err(|e| e.to_string())?.trim().to_string();
         Ok(Cluster { dir: dir.to_path_buf(), nodes, script, token })
     }
@@ -81,6 +101,20 @@ impl Cluster {
         Ok(c.with_timeout(Duration::from_secs(5)).with_local_address(CLIENT_ADDR))
     }
 
+    /// Node `k`'s directory.
+    pub fn node_dir(&self, k: u64) -> PathBuf {
+        self.dir.join(format!("node{k}"))
+    }
+
+    /// Whether node `k`'s process is alive (not exited, not a zombie).
+    pub fn alive(&self, k: u64) -> bool {
+        let Ok(pid) = self.pid(k) else { return false };
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()))
+            .is_some_and(|state| state != 'Z' && state != 'X')
+    }
+
     pub fn signal(&self, k: u64, signal: Signal) -> Result<(), String> {
         run(Command::new("kill").args([signal.flag(), &self.pid(k)?.to_string()]))
     }
@@ -95,7 +129,8 @@ impl Cluster {
         for k in 1..=self.nodes {
             let _ = self.signal(k, Signal::Cont);
         }
-        run(Command::new(&self.script).arg("down").arg(&self.dir))
+        run(Command::new(&self.script).arg("down").arg(&self.dir))?;
+        run(Command::new(&self.script).arg("unmount").arg(&self.dir))
     }
 }
 

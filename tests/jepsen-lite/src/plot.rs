@@ -29,7 +29,8 @@ pub fn svg(t: &Timeline) -> String {
     let x = |s: f64| LEFT + (s / span).clamp(0.0, 1.0) * (WIDTH - LEFT - 10.0);
     let at = |ms: u64| ms.saturating_sub(t.start_ms) as f64 / 1000.0;
     let targets = t.flips.iter().map(|f| f.target + 1).max().unwrap_or(0);
-    let mut lanes: Vec<String> = vec!["kill".into(), "pause".into(), "partition".into()];
+    let kinds = crate::schedule::Nemesis::ALL;
+    let mut lanes: Vec<String> = kinds.iter().map(|k| k.name().to_string()).collect();
     lanes.extend((0..targets).map(|i| format!("target flip{i}")));
     lanes.push("operations".into());
     lanes.push("deliveries".into());
@@ -51,11 +52,7 @@ pub fn svg(t: &Timeline) -> String {
         );
     }
     for f in t.faults {
-        let lane = match f.kind.as_str() {
-            "kill" => 0,
-            "pause" => 1,
-            _ => 2,
-        };
+        let lane = kinds.iter().position(|k| k.name() == f.kind).unwrap_or(0);
         let (a, b) = (x(at(f.start_ms)), x(at(f.end_ms)));
         let _ = write!(
             s,
@@ -72,12 +69,12 @@ pub fn svg(t: &Timeline) -> String {
         let _ = write!(
             s,
             r#"<rect x="{a:.1}" y="{}" width="{:.1}" height="16" fill="{color}"/>"#,
-            y(3 + f.target) + 2.0,
+            y(kinds.len() + f.target) + 2.0,
             (b - a).max(1.0)
         );
     }
     // Operations per second: bar height is the count, unknown ones in grey on top.
-    let ops_lane = 3 + targets;
+    let ops_lane = kinds.len() + targets;
     let bins = span.ceil() as usize + 1;
     let (mut done, mut unknown) = (vec![0u32; bins], vec![0u32; bins]);
     for o in t.ops {

@@ -38,6 +38,8 @@ pub struct Config {
 pub struct Results {
     pub runs: u64,
     pub seed: u64,
+    /// When the run's clock started (Unix ms): fault times are on the same clock.
+    pub started_at_ms: u64,
     pub nodes: u64,
     pub seconds: f64,
     pub ops: u64,
@@ -53,6 +55,13 @@ pub struct Results {
     pub stale_term_accepted: u64,
     pub stale_rejected: u64,
     pub state_hash_agree: bool,
+    /// The most the replicated state time ran ahead of the real time on any
+    /// node, in ms (sampled twice a second through every node).
+    pub state_time_max_ahead_ms: i64,
+    /// Samples in which a node's state time was behind its previous sample.
+    pub state_time_backwards: u64,
+    /// Panics in any node's log.
+    pub node_panics: u64,
     pub outages: u64,
     pub outages_without_incident: u64,
     pub minority_flips: u64,
@@ -71,6 +80,9 @@ impl Results {
             && self.missed_alerts == 0
             && self.stale_term_accepted == 0
             && self.state_hash_agree
+            && self.state_time_max_ahead_ms <= STATE_TIME_SLACK_MS
+            && self.state_time_backwards == 0
+            && self.node_panics == 0
     }
 
     pub fn summary(&self) -> String {
@@ -84,7 +96,7 @@ impl Results {
              ops {} · acknowledged writes {} · lost {} · linearizable {}\n\
              incidents {} · outages {} (without incident {}) · minority flips {} (with incident {}) · acks {}\n\
              deliveries {} · distinct {} · duplicates unexplained {} · after a crash {} · missed {} · stale term accepted {} · stale refused {}\n\
-             state hashes agree {}\n",
+             state hashes agree {} · state time ahead at most {} ms · backwards {} · node panics {}\n",
             self.seed,
             self.nodes,
             self.seconds,
@@ -107,6 +119,9 @@ impl Results {
             self.stale_term_accepted,
             self.stale_rejected,
             self.state_hash_agree,
+            self.state_time_max_ahead_ms,
+            self.state_time_backwards,
+            self.node_panics,
         );
         for f in self.findings.iter().take(20) {
             s.push_str(&format!("  {f}\n"));
@@ -141,6 +156,104 @@ where
     }
 }
 
+/// How far ahead of the real time a node's state time may be seen: the
+/// voters' clocks are sampled every 500 ms and carried forward, and a
+/// status request takes time; a clock that moved state time would move it
+/// by the step (ten minutes or more).
+pub const STATE_TIME_SLACK_MS: i64 = 5_000;
+
+/// Where Debian's libfaketime is (`JEPSEN_LIBFAKETIME` overrides).
+fn libfaketime() -> Result<String, String> {
+    let path = std::env::var("JEPSEN_LIBFAKETIME")
+        .unwrap_or_else(|_| "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1".into());
+    if Path::new(&path).exists() {
+        Ok(path)
+    } else {
+        Err(format!("the clock nemesis needs libfaketime ({path}: apt-get install libfaketime)"))
+    }
+}
+
+/// The nodes' setup for the nemeses asked for: libfaketime under every node
+/// for `clock` (each reads its offset from `nodeK/faketime`, real time until
+/// the nemesis writes one; monotonic time is left alone, as an NTP step
+/// would), a tmpfs data directory per node for `disk`.
+pub fn setup_for(nemeses: &[Nemesis]) -> Result<crate::cluster::Setup, String> {
+    let mut setup = crate::cluster::Setup { extra_toml: NODE_TOML.into(), ..Default::default() };
+    if nemeses.contains(&Nemesis::Clock) {
+        setup.node_env = vec![
+            ("LD_PRELOAD".into(), libfaketime()?),
+            ("FAKETIME_TIMESTAMP_FILE".into(), "@NODE@/faketime".into()),
+            ("FAKETIME_CACHE_DURATION".into(), "1".into()),
+            ("DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ];
+    }
+    if nemeses.contains(&Nemesis::Disk) {
+        setup.data_tmpfs = Some("512m".into());
+    }
+    Ok(setup)
+}
+
+/// One sample of a node's state time.
+#[derive(Clone, Copy, Debug)]
+struct TimeSample {
+    node: u64,
+    /// The real time when the answer came.
+    real_ms: u64,
+    state_ms: u64,
+}
+
+/// Samples every node's state time, round robin, twice a second, until `length` has passed.
+async fn sample_time(cluster: Arc<Cluster>, start: Instant, length: Duration) -> Vec<TimeSample> {
+    let mut out = Vec::new();
+    let mut k = 0;
+    while start.elapsed() < length {
+        k = k % cluster.nodes + 1;
+        if let Ok(c) = cluster.client(k) {
+            if let Ok(s) = c.with_timeout(Duration::from_millis(1_500)).cluster_status().await {
+                if s.state_time_ms > 0 {
+                    out.push(TimeSample { node: k, real_ms: now_ms(), state_ms: s.state_time_ms });
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500 / cluster.nodes.max(1))).await;
+    }
+    out
+}
+
+/// The most state time ran ahead of real time, the backward steps, and a finding for each.
+fn check_time(samples: &[TimeSample], findings: &mut Vec<String>) -> (i64, u64) {
+    let mut ahead = i64::MIN;
+    let mut backwards = 0;
+    let mut last: BTreeMap<u64, u64> = BTreeMap::new();
+    for s in samples {
+        let a = s.state_ms as i64 - s.real_ms as i64;
+        if a > STATE_TIME_SLACK_MS && a > ahead {
+            findings.push(format!("node {}: state time {} ms ahead of the real time", s.node, a));
+        }
+        ahead = ahead.max(a);
+        if let Some(prev) = last.insert(s.node, s.state_ms) {
+            if s.state_ms < prev {
+                backwards += 1;
+                findings.push(format!("node {}: state time went back {} ms", s.node, prev - s.state_ms));
+            }
+        }
+    }
+    (if samples.is_empty() { 0 } else { ahead }, backwards)
+}
+
+/// Panics in the nodes' logs (a node must not panic on anything a fault does).
+fn count_panics(cluster: &Cluster, findings: &mut Vec<String>) -> u64 {
+    let mut n = 0;
+    for k in 1..=cluster.nodes {
+        let log = std::fs::read_to_string(cluster.node_dir(k).join("log")).unwrap_or_default();
+        for line in log.lines().filter(|l| l.contains("panicked at")) {
+            n += 1;
+            findings.push(format!("node {k} panicked: {}", line.chars().take(300).collect::<String>()));
+        }
+    }
+    n
+}
+
 const NODE_TOML: &str =
     "[probe]\nsource_addrs = [\"127.0.0.@K@\"]\n\n[alerts]\nretry_backoff_ms = 500\nretry_max_backoff_ms = 2000\n";
 
@@ -149,7 +262,7 @@ pub async fn run(cfg: &Config) -> Result<(Results, String), String> {
     for (k, v) in &cfg.node_env {
         std::env::set_var(k, v);
     }
-    let cluster = Arc::new(Cluster::up(&cfg.root, &cfg.dir, cfg.nodes, NODE_TOML)?);
+    let cluster = Arc::new(Cluster::up(&cfg.root, &cfg.dir, cfg.nodes, &setup_for(&cfg.nemeses)?)?);
     let sink = Sink::start("127.0.0.200:0").await.map_err(|e| format!("sink: {e}"))?;
     let mut fleet = Vec::new();
     for _ in 0..cfg.targets {
@@ -202,6 +315,7 @@ pub async fn run(cfg: &Config) -> Result<(Results, String), String> {
         cfg.length,
         "127.0.0.1:9".into(),
     ));
+    let sampler = tokio::spawn(sample_time(cluster.clone(), start, cfg.length));
     let flipper = {
         let (flips, fleet) = (flips.clone(), fleet.clone());
         tokio::spawn(async move {
@@ -245,6 +359,7 @@ pub async fn run(cfg: &Config) -> Result<(Results, String), String> {
     let ops = work.await.map_err(|e| e.to_string())?;
     let _ = flipper.await;
     let acks = acker.await.unwrap_or(0);
+    let time_samples = sampler.await.unwrap_or_default();
     let _ = parts.heal();
     for f in &fleet {
         f.set(None);
@@ -306,8 +421,10 @@ pub async fn run(cfg: &Config) -> Result<(Results, String), String> {
     }
     let mut with_final = ops.clone();
     let mut t = start.elapsed().as_nanos() as u64;
-    for key in 0..cfg.keys {
-        let key = format!("j{key}");
+    // Every name written: a name past its generation must still hold its last write.
+    let work_end = ops.iter().map(|o| o.call).max().unwrap_or(0);
+    let names = crate::workload::keys(cfg.keys, Duration::from_nanos(work_end + 1));
+    for key in names {
         let input = Input::Read { key: key.clone() };
         let call = t;
         let answer = any_node(&cluster, Duration::from_secs(30), |c| {
@@ -338,6 +455,8 @@ pub async fn run(cfg: &Config) -> Result<(Results, String), String> {
     if !state_hash_agree {
         findings.push("state hashes differ after the heal".into());
     }
+    let (state_time_max_ahead_ms, state_time_backwards) = check_time(&time_samples, &mut findings);
+    let node_panics = count_panics(&cluster, &mut findings);
     let acknowledged_writes = ops.iter().filter(|o| !o.input.is_read() && o.ret().is_some()).count() as u64;
     let svg = crate::plot::svg(&crate::plot::Timeline {
         start_ms,
@@ -350,6 +469,7 @@ pub async fn run(cfg: &Config) -> Result<(Results, String), String> {
     let results = Results {
         runs: 1,
         seed: cfg.seed,
+        started_at_ms: start_ms,
         nodes: cfg.nodes,
         seconds,
         ops: ops.len() as u64,
@@ -365,6 +485,9 @@ pub async fn run(cfg: &Config) -> Result<(Results, String), String> {
         stale_term_accepted: alert.stale_term_accepted,
         stale_rejected: alert.stale_rejected,
         state_hash_agree,
+        state_time_max_ahead_ms,
+        state_time_backwards,
+        node_panics,
         outages: outages.len() as u64,
         outages_without_incident,
         minority_flips: minority.len() as u64,
@@ -405,5 +528,86 @@ pub fn write(out: &Path, results: &Results, svg: &str) -> Result<(), String> {
     let json = serde_json::to_string_pretty(results).map_err(|e| e.to_string())?;
     std::fs::write(out, json + "\n").map_err(|e| format!("{}: {e}", out.display()))?;
     let plot = out.with_extension("svg");
-    std::fs::write(&plot, svg).map_err(|e| format!("{}: {e}", plot.display()))
+    std::fs::write(&plot, svg).map_err(|e| format!("{}: {e}", plot.display()))?;
+    let partitions = out.with_extension("partitions.json");
+    let json = serde_json::to_string_pretty(&partition_schedule(results)).map_err(|e| e.to_string())?;
+    std::fs::write(&partitions, json + "\n").map_err(|e| format!("{}: {e}", partitions.display()))
+}
+
+/// One partition as `scripts/jepsen-alertmanager.sh --schedule` replays it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledCut {
+    pub start_s: f64,
+    pub hold_s: f64,
+    /// Directed cuts `[from, to]` among nodes 1–3 (Alertmanager runs three).
+    pub cuts: Vec<[u64; 2]>,
+    pub shape: String,
+}
+
+/// The run's partitions, as they happened, for Alertmanager's three
+/// instances: cuts that name a node above 3 are left out (a 5-node run's
+/// split keeps only its part among nodes 1–3), and a partition left with
+/// no cut is dropped.
+pub fn partition_schedule(results: &Results) -> Vec<ScheduledCut> {
+    results
+        .faults
+        .iter()
+        .filter(|f| f.kind == "partition")
+        .filter_map(|f| {
+            let cuts: Vec<[u64; 2]> = f
+                .detail
+                .split(',')
+                .filter_map(|c| {
+                    let (a, b) = c.split_once('>')?;
+                    Some([a.trim().parse().ok()?, b.trim().parse().ok()?])
+                })
+                .filter(|[a, b]| *a <= 3 && *b <= 3)
+                .collect();
+            (!cuts.is_empty()).then(|| ScheduledCut {
+                start_s: f.start_ms.saturating_sub(results.started_at_ms) as f64 / 1000.0,
+                hold_s: f.end_ms.saturating_sub(f.start_ms) as f64 / 1000.0,
+                cuts,
+                shape: format!("jepsen-lite {}", f.detail),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(kind: &str, detail: &str, start_ms: u64, end_ms: u64) -> FaultRecord {
+        FaultRecord { kind: kind.into(), detail: detail.into(), start_ms, end_ms, error: None }
+    }
+
+    #[test]
+    fn the_partitions_replay_for_three_alertmanagers_and_the_rest_is_left_out() {
+        let mut results = serde_json::from_value::<Results>(serde_json::json!({
+            "runs": 1, "seed": 1, "started_at_ms": 10_000, "nodes": 5, "seconds": 60.0, "ops": 0,
+            "acknowledged_writes": 0, "lost_writes": 0, "linearizable": true, "incidents": 0,
+            "deliveries": 0, "distinct_deliveries": 0, "duplicates_unexplained": 0,
+            "duplicates_after_crash": 0, "missed_alerts": 0, "stale_term_accepted": 0,
+            "stale_rejected": 0, "state_hash_agree": true, "state_time_max_ahead_ms": 0,
+            "state_time_backwards": 0, "node_panics": 0, "outages": 0, "outages_without_incident": 0,
+            "minority_flips": 0, "minority_flips_with_incident": 0, "acks": 0, "faults": [],
+            "findings": []
+        }))
+        .unwrap();
+        results.faults = vec![
+            fault("kill", "{1}", 11_000, 12_000),
+            fault("partition", "1>2,2>1,1>4,4>1", 12_500, 20_000),
+            fault("partition", "4>5", 21_000, 22_000),
+        ];
+        let s = partition_schedule(&results);
+        assert_eq!(
+            s,
+            vec![ScheduledCut {
+                start_s: 2.5,
+                hold_s: 7.5,
+                cuts: vec![[1, 2], [2, 1]],
+                shape: "jepsen-lite 1>2,2>1,1>4,4>1".into()
+            }]
+        );
+    }
 }

@@ -50,20 +50,40 @@ pub enum Nemesis {
     Pause,
     /// Network partitions: majority/minority, leader isolated, bridge, ring, one-way.
     Partition,
+    /// A step of one node's wall clock (the leader's or another's), a year or
+    /// an hour ahead or ten minutes behind, through libfaketime.
+    Clock,
+    /// One node's data directory (a tmpfs) filled to the last byte, then freed.
+    Disk,
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 3] = [Nemesis::Kill, Nemesis::Pause, Nemesis::Partition];
+    pub const ALL: [Nemesis; 5] = [Nemesis::Kill, Nemesis::Pause, Nemesis::Partition, Nemesis::Clock, Nemesis::Disk];
 
     pub fn parse(s: &str) -> Option<Nemesis> {
         match s {
             "kill" => Some(Nemesis::Kill),
             "pause" => Some(Nemesis::Pause),
             "partition" => Some(Nemesis::Partition),
+            "clock" => Some(Nemesis::Clock),
+            "disk" => Some(Nemesis::Disk),
             _ => None,
         }
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Nemesis::Kill => "kill",
+            Nemesis::Pause => "pause",
+            Nemesis::Partition => "partition",
+            Nemesis::Clock => "clock",
+            Nemesis::Disk => "disk",
+        }
+    }
 }
+
+/// The clock steps a clock fault draws from, in seconds.
+pub const CLOCK_STEPS_S: [i64; 3] = [365 * 24 * 3600, 3600, -600];
 
 /// Who a fault hits: the leader at the time, or fixed nodes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +98,25 @@ pub enum Fault {
     Pause(Target),
     /// A partition shape; `Isolate` of the leader is drawn as `IsolateLeader`.
     Partition(PartitionShape),
+    /// The target's wall clock stepped by `step_s` seconds, then set right.
+    Clock {
+        target: Target,
+        step_s: i64,
+    },
+    /// The target's disk filled, then freed.
+    Disk(Target),
+}
+
+impl Fault {
+    pub fn kind(&self) -> Nemesis {
+        match self {
+            Fault::Kill(_) => Nemesis::Kill,
+            Fault::Pause(_) => Nemesis::Pause,
+            Fault::Partition(_) => Nemesis::Partition,
+            Fault::Clock { .. } => Nemesis::Clock,
+            Fault::Disk(_) => Nemesis::Disk,
+        }
+    }
 }
 
 /// [`Shape`] with the leader resolved when the fault starts.
@@ -161,6 +200,13 @@ pub fn draw(seed: u64, length: Duration, nodes: u64, kinds: &[Nemesis]) -> Vec<S
                     PartitionShape::OneWay(a, b)
                 }
             }),
+            Nemesis::Clock => Fault::Clock {
+                target: if rng.below(2) == 0 { Target::Leader } else { Target::Nodes(pick(&mut rng, 1)) },
+                step_s: CLOCK_STEPS_S[rng.below(CLOCK_STEPS_S.len() as u64) as usize],
+            },
+            Nemesis::Disk => {
+                Fault::Disk(if rng.below(2) == 0 { Target::Leader } else { Target::Nodes(pick(&mut rng, 1)) })
+            }
         };
         out.push(Step { at: t, hold, fault });
         t += hold + Duration::from_secs(rng.between(2, 6));
@@ -185,15 +231,9 @@ mod tests {
         let last = a.last().unwrap();
         assert!(last.at + last.hold <= len.mul_f64(0.8));
         // Every kind shows up over a long enough run.
-        let kinds: BTreeSet<&str> = draw(7, Duration::from_secs(1800), 5, &Nemesis::ALL)
-            .iter()
-            .map(|s| match s.fault {
-                Fault::Kill(_) => "kill",
-                Fault::Pause(_) => "pause",
-                Fault::Partition(_) => "partition",
-            })
-            .collect();
-        assert_eq!(kinds.len(), 3);
+        let kinds: BTreeSet<Nemesis> =
+            draw(7, Duration::from_secs(1800), 5, &Nemesis::ALL).iter().map(|s| s.fault.kind()).collect();
+        assert_eq!(kinds.len(), Nemesis::ALL.len());
         // Only the kinds asked for.
         assert!(draw(1, len, 3, &[Nemesis::Pause]).iter().all(|s| matches!(s.fault, Fault::Pause(_))));
         // Node numbers stay in range; a minority split is a minority.

@@ -8,6 +8,13 @@
 //!
 //! A monitor's value is carried in a tag `v<value>`; every written value is
 //! unique, so a read names the write it saw.
+//!
+//! The names rotate, as Jepsen's independent keys do: every [`ROTATE`] the
+//! clients move on to a fresh set (`j<generation>-<slot>`), so a name's
+//! history stays a few hundred operations long however long the run is (the
+//! search for a linearization is exponential in the worst case, and a name
+//! written for three minutes under pauses can be past what it settles).
+//! Monitors are created paused: they are values, not checks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,12 +59,27 @@ pub fn classify(input: &Input, e: &ClientError) -> Answer {
     }
 }
 
+/// How long the clients write one set of names before moving to the next.
+pub const ROTATE: Duration = Duration::from_secs(10);
+
+/// The name of `slot` in the set written from `generation * ROTATE` on.
+pub fn key(generation: u64, slot: u64) -> String {
+    format!("j{generation}-{slot}")
+}
+
+/// Every name a run of `length` with `slots` names at a time writes.
+pub fn keys(slots: u64, length: Duration) -> Vec<String> {
+    let generations = length.as_nanos().div_ceil(ROTATE.as_nanos()).max(1) as u64;
+    (0..generations).flat_map(|g| (0..slots).map(move |s| key(g, s))).collect()
+}
+
 fn body(key: &str, value: u64, target: &str) -> CreateMonitor {
     CreateMonitor {
         name: key.to_string(),
         kind: "tcp".into(),
         target: target.to_string(),
         interval: Some("60s".into()),
+        paused: true,
         tags: vec![format!("v{value}")],
         ..Default::default()
     }
@@ -84,7 +106,8 @@ pub async fn perform(cluster: &Cluster, k: u64, input: &Input, target: &str) -> 
 }
 
 /// Runs `clients` concurrent clients for `length`, each issuing operations
-/// on `keys` names through random nodes; returns the history.
+/// on `keys` names at a time (rotated every [`ROTATE`]) through random
+/// nodes; returns the history.
 pub async fn run(
     cluster: Arc<Cluster>,
     seed: u64,
@@ -105,7 +128,8 @@ pub async fn run(
             let mut rng = Rng::new(seed ^ (c + 1).wrapping_mul(0x9E37_79B9));
             let mut client = ids.fetch_add(1, Ordering::Relaxed);
             while start.elapsed() < length {
-                let key = format!("j{}", rng.below(keys));
+                let generation = (start.elapsed().as_nanos() / ROTATE.as_nanos()) as u64;
+                let key = key(generation, rng.below(keys));
                 let input = match rng.below(10) {
                     0..=1 => Input::Create { key, value: values.fetch_add(1, Ordering::Relaxed) },
                     2..=3 => Input::Update { key, value: values.fetch_add(1, Ordering::Relaxed) },
@@ -144,6 +168,15 @@ mod tests {
 
     fn api(status: u16, code: &str) -> ClientError {
         ClientError::Api { status, code: code.into(), message: String::new(), field: None }
+    }
+
+    #[test]
+    fn the_names_rotate_and_every_one_written_is_listed() {
+        let all = keys(3, Duration::from_secs(25));
+        assert_eq!(all.len(), 9, "{all:?}");
+        assert_eq!(all[0], "j0-0");
+        assert_eq!(all[8], "j2-2");
+        assert_eq!(keys(2, Duration::from_secs(20)).len(), 4);
     }
 
     #[test]

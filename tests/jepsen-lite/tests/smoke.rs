@@ -38,7 +38,7 @@ async fn partitions_signals_and_restarts_on_a_real_cluster() {
     };
     std::env::set_var("DEV_CLUSTER_BIN_DIR", &bins);
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::up(&root(), &dir.path().join("c"), 3, "").unwrap();
+    let cluster = Cluster::up(&root(), &dir.path().join("c"), 3, &Default::default()).unwrap();
     for k in 1..=3 {
         assert!(cluster.api_url(k).unwrap().contains(&format!("127.0.0.{k}:")), "node {k} is on 127.0.0.{k}");
     }
@@ -100,7 +100,7 @@ async fn partitions_a_short_workload_under_faults_is_linearizable() {
     };
     std::env::set_var("DEV_CLUSTER_BIN_DIR", &bins);
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Arc::new(Cluster::up(&root(), &dir.path().join("c"), 3, "").unwrap());
+    let cluster = Arc::new(Cluster::up(&root(), &dir.path().join("c"), 3, &Default::default()).unwrap());
     leader_seen_by(&cluster, 1, None, Duration::from_secs(20)).await.expect("a leader");
     let work = tokio::spawn(uptime_jepsen_lite::workload::run(
         cluster.clone(),
@@ -125,15 +125,103 @@ async fn partitions_a_short_workload_under_faults_is_linearizable() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut hashes = std::collections::BTreeSet::new();
+        let mut answered = 0;
         for k in 1..=3 {
             if let Ok(h) = cluster.client(k).unwrap().state_hash().await {
+                answered += 1;
                 hashes.insert((h.applied_index, h.hash));
             }
         }
-        if hashes.len() == 1 {
+        if answered == 3 && hashes.len() == 1 {
             break;
         }
         assert!(Instant::now() < deadline, "state hashes never agreed: {hashes:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The clock and disk nemeses on a real cluster: a step of the leader's wall
+/// clock a year ahead is seen by the node itself (its skew) and moves no
+/// node's state time; a node whose data directory is filled stops cleanly,
+/// is restarted by the nemesis as its service manager would, comes back with
+/// its data once space returns, and the cluster ends with one state hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_a_clock_step_and_a_full_disk_are_carried_out_and_undone() {
+    use uptime_jepsen_lite::schedule::{Fault, Nemesis, Step, Target};
+    let bins = root().join("target/debug");
+    assert!(bins.join("uptime-node").exists(), "build the node first: cargo build -p uptime-node --bins");
+    let Ok(mut parts) = Partitions::new() else {
+        eprintln!("skipped: needs root and nft");
+        return;
+    };
+    let setup = uptime_jepsen_lite::run::setup_for(&[Nemesis::Clock, Nemesis::Disk])
+        .expect("libfaketime is installed (apt-get install libfaketime)");
+    std::env::set_var("DEV_CLUSTER_BIN_DIR", &bins);
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::up(&root(), &dir.path().join("c"), 3, &setup).unwrap();
+    let leader = leader_seen_by(&cluster, 1, None, Duration::from_secs(20)).await.expect("a leader");
+
+    let year_s = 365 * 24 * 3600;
+    let step = Step {
+        at: Duration::ZERO,
+        hold: Duration::from_secs(4),
+        fault: Fault::Clock { target: Target::Leader, step_s: year_s },
+    };
+    let record = uptime_jepsen_lite::nemesis::run(&cluster, &mut parts, &step).await;
+    assert!(record.error.is_none(), "{record:?}");
+    assert!(
+        record.detail.contains(&format!("node {leader} skew 315")),
+        "the leader saw its own clock move: {record:?}"
+    );
+    let real = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    for k in 1..=3 {
+        let s = cluster.client(k).unwrap().cluster_status().await.unwrap();
+        assert!(s.state_time_ms < real + 5_000, "node {k}: state time {} ran ahead of {real}", s.state_time_ms);
+    }
+
+    let victim = leader % 3 + 1;
+    let client = cluster.client(leader).unwrap();
+    let m = uptime_api::dto::CreateMonitor {
+        name: "kept".into(),
+        kind: "tcp".into(),
+        target: "127.0.0.1:9".into(),
+        ..Default::default()
+    };
+    client.create_monitor(&m).await.unwrap();
+    let step =
+        Step { at: Duration::ZERO, hold: Duration::from_secs(5), fault: Fault::Disk(Target::Nodes([victim].into())) };
+    let record = uptime_jepsen_lite::nemesis::run(&cluster, &mut parts, &step).await;
+    assert!(record.error.is_none(), "{record:?}");
+    assert!(record.detail.contains(&format!("node {victim} stopped")), "the full disk stopped it: {record:?}");
+    assert!(record.detail.contains("the disk holding the data directory is full"), "{record:?}");
+    assert!(cluster.alive(victim), "back with its disk freed");
+    // Back with its data, it answers a linearizable read and agrees on the state.
+    let back = cluster.client(victim).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(got) = back.get_monitor_consistent("kept", true).await {
+            assert_eq!(got.name, "kept");
+            break;
+        }
+        assert!(Instant::now() < deadline, "node {victim} did not serve reads after the disk was freed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut hashes = std::collections::BTreeSet::new();
+        let mut answered = 0;
+        for k in 1..=3 {
+            if let Ok(h) = cluster.client(k).unwrap().state_hash().await {
+                answered += 1;
+                hashes.insert((h.applied_index, h.hash));
+            }
+        }
+        if answered == 3 && hashes.len() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "state hashes differ: {hashes:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = std::fs::read_to_string(cluster.node_dir(victim).join("log")).unwrap();
+    assert!(!log.contains("panicked at"), "node {victim} panicked on the full disk");
 }

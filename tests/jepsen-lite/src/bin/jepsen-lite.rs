@@ -1,4 +1,4 @@
-//! `jepsen-lite --minutes N --nodes 3|5 [--nemesis kill,pause,partition] [--seed S] [--out FILE]`:
+//! `jepsen-lite --minutes N --nodes 3|5 [--nemesis kill,pause,partition,clock,disk] [--seed S] [--out FILE]`:
 //! one run against real nodes (see `scripts/jepsen.sh`). Prints the summary
 //! and the seed, writes the results JSON and its plot (FILE.svg), and exits
 //! non-zero when a checker fails.
@@ -9,7 +9,7 @@ use std::time::Duration;
 use uptime_jepsen_lite::run::{self, Config};
 use uptime_jepsen_lite::schedule::Nemesis;
 
-const USAGE: &str = "usage: jepsen-lite --minutes N --nodes 3|5 [--nemesis kill,pause,partition] [--seed S] [--out FILE] [--dir DIR] [--root REPO]";
+const USAGE: &str = "usage: jepsen-lite --minutes N --nodes 3|5 [--nemesis kill,pause,partition,clock,disk] [--seed S] [--out FILE] [--dir DIR] [--root REPO]";
 
 fn parse() -> Result<(Config, PathBuf), String> {
     let mut args = std::env::args().skip(1);
@@ -39,7 +39,8 @@ fn parse() -> Result<(Config, PathBuf), String> {
                 nemeses = value()?
                     .split(',')
                     .map(|n| {
-                        Nemesis::parse(n.trim()).ok_or(format!("--nemesis: {n:?} is not kill, pause or partition"))
+                        Nemesis::parse(n.trim())
+                            .ok_or(format!("--nemesis: {n:?} is not kill, pause, partition, clock or disk"))
                     })
                     .collect::<Result<_, _>>()?
             }
@@ -65,7 +66,7 @@ fn parse() -> Result<(Config, PathBuf), String> {
         nemeses,
         targets: 3,
         clients: 4,
-        keys: 48,
+        keys: 16,
         node_env,
     };
     Ok((cfg, out))
