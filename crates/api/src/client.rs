@@ -37,6 +37,18 @@ fn idempotency_key() -> String {
 }
 
 /// Whether a write may have been applied although no answer said so.
+/// How a [`ClientError::Transport`] message starts when no connection was made.
+const NOT_CONNECTED: &str = "cannot connect: ";
+
+impl ClientError {
+    /// The request was certainly never sent: no connection could be made
+    /// (refused, unroutable, no such host). A write that failed this way did
+    /// not happen; any other transport error leaves its outcome in doubt.
+    pub fn not_sent(&self) -> bool {
+        matches!(self, ClientError::Transport { message, .. } if message.starts_with(NOT_CONNECTED))
+    }
+}
+
 fn outcome_unknown(e: &ClientError) -> bool {
     match e {
         ClientError::Api { status: 503, code, .. } => code == "unknown_outcome",
@@ -199,7 +211,14 @@ impl Client {
         let resp = tokio::time::timeout(self.timeout, self.http.request(req))
             .await
             .map_err(|_| transport(format!("no answer within {:?}", self.timeout)))?
-            .map_err(|e| transport(error_chain(&e)))?;
+            .map_err(|e| {
+                // Refused or unroutable: the request never left this process.
+                if e.is_connect() {
+                    transport(format!("{NOT_CONNECTED}{}", error_chain(&e)))
+                } else {
+                    transport(error_chain(&e))
+                }
+            })?;
         let status = resp.status();
         let stale = resp.headers().get("x-uptime-stale").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let bytes = resp.into_body().collect().await.map_err(|e| transport(e.to_string()))?.to_bytes();
@@ -448,4 +467,33 @@ fn encode_path(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod not_sent_tests {
+    use super::*;
+
+    /// A refused connection is a request never sent; one that was sent and
+    /// got no answer (the server closed it) is in doubt.
+    #[tokio::test]
+    async fn a_refused_connection_is_not_sent_and_a_dropped_answer_is_in_doubt() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let refused = Client::new(&format!("http://{addr}"), None).unwrap().cluster_status().await.unwrap_err();
+        assert!(refused.not_sent(), "{refused}");
+        assert!(refused.to_string().contains("cannot connect: "), "{refused}");
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await;
+                drop(s);
+            }
+        });
+        let dropped = Client::new(&format!("http://{addr}"), None).unwrap().cluster_status().await.unwrap_err();
+        assert!(!dropped.not_sent(), "{dropped}");
+    }
 }

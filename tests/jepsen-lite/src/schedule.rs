@@ -193,7 +193,9 @@ pub fn draw(seed: u64, length: Duration, nodes: u64, kinds: &[Nemesis]) -> Vec<S
                 0 => PartitionShape::IsolateLeader,
                 1 => PartitionShape::Split(pick(&mut rng, minority)),
                 2 => PartitionShape::Bridge(rng.between(1, nodes)),
-                3 => PartitionShape::Ring,
+                // In a ring of three every node is next to both others: no cut.
+                3 if nodes >= 5 => PartitionShape::Ring,
+                3 => PartitionShape::Bridge(rng.between(1, nodes)),
                 _ => {
                     let a = rng.between(1, nodes);
                     let b = (a % nodes) + 1;
@@ -236,6 +238,13 @@ mod tests {
         assert_eq!(kinds.len(), Nemesis::ALL.len());
         // Only the kinds asked for.
         assert!(draw(1, len, 3, &[Nemesis::Pause]).iter().all(|s| matches!(s.fault, Fault::Pause(_))));
+        // Every partition cuts something.
+        for nodes in [3, 5] {
+            for s in draw(11, Duration::from_secs(1800), nodes, &[Nemesis::Partition]) {
+                let Fault::Partition(shape) = &s.fault else { unreachable!() };
+                assert!(!shape.resolve(Some(1)).cuts(nodes).is_empty(), "{nodes} nodes: {shape:?} cuts nothing");
+            }
+        }
         // Node numbers stay in range; a minority split is a minority.
         for s in draw(9, Duration::from_secs(600), 5, &Nemesis::ALL) {
             if let Fault::Partition(PartitionShape::Split(side)) = &s.fault {

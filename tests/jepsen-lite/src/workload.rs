@@ -53,6 +53,8 @@ pub fn classify(input: &Input, e: &ClientError) -> Answer {
         _ if input.is_read() => Answer::NotApplied,
         // No leader, a node cut off, refused before proposing: nothing was applied.
         ClientError::Api { status: 503 | 504 | 410 | 400, .. } => Answer::NotApplied,
+        // No connection (a killed node refuses): the request never left.
+        _ if e.not_sent() => Answer::NotApplied,
         ClientError::Transport { message, .. } if message.starts_with("no answer within") => Answer::Unknown,
         ClientError::Transport { .. } => Answer::Unknown,
         _ => Answer::Unknown,
@@ -193,5 +195,7 @@ mod tests {
         let timeout = ClientError::Transport { endpoint: "x".into(), message: "no answer within 5s".into() };
         assert_eq!(classify(&create, &timeout), Answer::Unknown);
         assert_eq!(classify(&read, &timeout), Answer::NotApplied);
+        let reset = ClientError::Transport { endpoint: "x".into(), message: "connection reset".into() };
+        assert_eq!(classify(&create, &reset), Answer::Unknown);
     }
 }

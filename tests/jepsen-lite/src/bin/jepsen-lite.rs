@@ -9,9 +9,9 @@ use std::time::Duration;
 use uptime_jepsen_lite::run::{self, Config};
 use uptime_jepsen_lite::schedule::Nemesis;
 
-const USAGE: &str = "usage: jepsen-lite --minutes N --nodes 3|5 [--nemesis kill,pause,partition,clock,disk] [--seed S] [--out FILE] [--dir DIR] [--root REPO]";
+const USAGE: &str = "usage: jepsen-lite --minutes N --nodes 3|5 [--nemesis kill,pause,partition,clock,disk] [--seed S] [--out FILE] [--dir DIR] [--root REPO] [--print-schedule]";
 
-fn parse() -> Result<(Config, PathBuf), String> {
+fn parse() -> Result<(Config, PathBuf, bool), String> {
     let mut args = std::env::args().skip(1);
     let mut minutes = 3.0f64;
     let mut nodes = 3u64;
@@ -20,6 +20,7 @@ fn parse() -> Result<(Config, PathBuf), String> {
     let mut out = PathBuf::from("jepsen-results.json");
     let mut dir = None;
     let mut root = std::env::current_dir().map_err(|e| e.to_string())?;
+    let mut print_schedule = false;
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value\n{USAGE}"));
         match a.as_str() {
@@ -48,6 +49,7 @@ fn parse() -> Result<(Config, PathBuf), String> {
             "--out" => out = PathBuf::from(value()?),
             "--dir" => dir = Some(PathBuf::from(value()?)),
             "--root" => root = PathBuf::from(value()?),
+            "--print-schedule" => print_schedule = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -69,18 +71,25 @@ fn parse() -> Result<(Config, PathBuf), String> {
         keys: 16,
         node_env,
     };
-    Ok((cfg, out))
+    Ok((cfg, out, print_schedule))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let (cfg, out) = match parse() {
+    let (cfg, out, print_schedule) = match parse() {
         Ok(x) => x,
         Err(e) => {
             eprintln!("jepsen-lite: {e}");
             std::process::exit(2);
         }
     };
+    if print_schedule {
+        // The faults this seed draws, without running anything.
+        for s in uptime_jepsen_lite::schedule::draw(cfg.seed, cfg.length, cfg.nodes, &cfg.nemeses) {
+            println!("{:>7.1} s  hold {:>4.1} s  {:?}", s.at.as_secs_f64(), s.hold.as_secs_f64(), s.fault);
+        }
+        return;
+    }
     eprintln!(
         "jepsen-lite: seed {} · {} nodes · {:?} · nemeses {:?} · {}",
         cfg.seed,
