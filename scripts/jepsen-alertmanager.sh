@@ -6,7 +6,7 @@
 # set beside the figures of our own harness (docs/reliability.md).
 #
 # Usage: scripts/jepsen-alertmanager.sh [--minutes N] [--seed S]
-#            [--schedule FILE] [--out FILE] [--keep-dir]
+#            [--schedule FILE] [--ours RESULTS] [--out FILE] [--keep-dir]
 #   --minutes N      run length, float (default 3); a 20 s grace follows
 #   --seed S         draws the partition schedule (default 1); ignored
 #                    with --schedule
@@ -16,6 +16,9 @@
 #                    sends to instance b, a, b in 1..3; an optional "shape"
 #                    string labels it). Faults must not overlap and must end
 #                    inside the run.
+#   --ours RESULTS   a jepsen-lite results JSON: its figures are printed
+#                    beside Alertmanager's (use with --schedule
+#                    RESULTS-stem.partitions.json, the same run's partitions)
 #   --out FILE       results JSON (the summary goes to stdout either way)
 #   --keep-dir       keep the work dir (instance logs, sink.jsonl)
 # Knobs (environment), gossip timings of every instance:
@@ -51,6 +54,7 @@ minutes=3
 seed=1
 schedule=""
 out=""
+ours=""
 keep_dir=0
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -58,6 +62,7 @@ while [[ $# -gt 0 ]]; do
         --seed) seed=$2; shift 2 ;;
         --schedule) schedule=$(realpath "$2"); shift 2 ;;
         --out) out=$(realpath -m "$2"); shift 2 ;;
+        --ours) ours=$(realpath "$2"); shift 2 ;;
         --keep-dir) keep_dir=1; shift ;;
         -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (try --help)" >&2; exit 64 ;;
@@ -235,6 +240,7 @@ run_args=(run --minutes "$minutes" --seed "$seed" --work "$work"
           --pushpull-interval "$PUSHPULL_INTERVAL")
 [[ -n $schedule ]] && run_args+=(--schedule "$schedule")
 [[ -n $out ]] && run_args+=(--out "$out")
+[[ -n $ours ]] && run_args+=(--ours "$ours")
 
 timeout -k 10 "$((run_s + GRACE_S + 60))" python3 "$helper" "${run_args[@]}" &
 helper_pid=$!

@@ -700,7 +700,36 @@ def cmd_run(args):
             json.dump(result, f, indent=1)
             f.write("\n")
     print_summary(result)
+    if args.ours:
+        with open(args.ours) as f:
+            print_side_by_side(json.load(f), result)
     return 2 if interrupted else 0
+
+
+def print_side_by_side(ours, am):
+    """Our harness's alert figures beside Alertmanager's, for the same partitions."""
+    parts = sum(1 for f in ours.get("faults", []) if f.get("kind") == "partition")
+    rows = [
+        ("partitions", parts, len(am["faults"])),
+        ("notifications expected", ours["distinct_deliveries"] + ours["missed_alerts"],
+         am["notifications_expected"]),
+        ("deliveries", ours["deliveries"], am["deliveries"]),
+        ("distinct deliveries", ours["distinct_deliveries"], am["distinct_deliveries"]),
+        ("duplicates (unexplained)", ours["duplicates_unexplained"], am["duplicates"]),
+        ("duplicates after a crash", ours["duplicates_after_crash"], "-"),
+        ("missed", ours["missed_alerts"], am["missed_alerts"]),
+        # Ours: a delivery whose token is not a claim the cluster committed,
+        # or that has none. Alertmanager sends none, so every delivery counts.
+        ("accepted without a committed fencing token", ours["stale_term_accepted"],
+         am["unfenced_deliveries"]),
+    ]
+    print("")
+    print(f"== side by side (ours: seed {ours['seed']}, {ours['nodes']} nodes, "
+          f"{ours['seconds'] / 60:.1f} min, every fault; Alertmanager: the same run's partitions "
+          f"among nodes 1-3)")
+    print(f"   {'':44} {'uptime-cluster':>15} {'Alertmanager HA':>16}")
+    for name, a, b in rows:
+        print(f"   {name:44} {a!s:>15} {b!s:>16}")
 
 
 def print_summary(r):
@@ -768,6 +797,7 @@ def main():
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--schedule")
     run.add_argument("--out")
+    run.add_argument("--ours", help="a jepsen-lite results JSON to print beside these figures")
     run.add_argument("--work", required=True)
     run.add_argument("--api-port", type=int, required=True)
     run.add_argument("--cluster-port", type=int, required=True)

@@ -197,5 +197,13 @@ mod tests {
         assert_eq!(classify(&read, &timeout), Answer::NotApplied);
         let reset = ClientError::Transport { endpoint: "x".into(), message: "connection reset".into() };
         assert_eq!(classify(&create, &reset), Answer::Unknown);
+        // A killed node refuses the connection: the write was never sent.
+        let refused = ClientError::Transport {
+            endpoint: "x".into(),
+            message: "cannot connect: client error (Connect): tcp connect error: Connection refused (os error 111)"
+                .into(),
+        };
+        assert!(refused.not_sent());
+        assert_eq!(classify(&create, &refused), Answer::NotApplied);
     }
 }
