@@ -23,6 +23,9 @@
 # DEV_CLUSTER_NODE_ENV: lines of NAME=VALUE for every node's environment, with
 # @K@ replaced by the node id and @NODE@ by its directory (kept in
 # nodeK/node.env, so `start K` uses them too; e.g. libfaketime for a clock jump).
+# DEV_CLUSTER_PEER_PROXY="A1:L1 A2:L2 ...": node K listens for peers on port
+# LK but is known to them at AK on the same address, where the caller runs a
+# proxy (jepsen-lite's partitions without root); nodeK/peer_addr holds AK.
 # DEV_CLUSTER_DATA_TMPFS=SIZE (root): each nodeK/data is a tmpfs of SIZE (e.g.
 # 64m), so a test can fill one node's disk; `down` leaves them mounted (the
 # data is needed by `start`), `up` and `unmount` take them away.
@@ -118,12 +121,20 @@ cmd_up() {
   local ports; read -r -a ports <<<"$(free_ports $((2 * n)))"
   local peers=""
   host_of() { if [ "${DEV_CLUSTER_DISTINCT_ADDRS:-0}" = 1 ]; then echo "127.0.0.$1"; else echo 127.0.0.1; fi; }
+  # DEV_CLUSTER_PEER_PROXY="A1:L1 A2:L2 ...": node K is known to its peers
+  # at port AK (where the caller's proxy listens) and listens on LK.
+  local proxy=(); read -r -a proxy <<<"${DEV_CLUSTER_PEER_PROXY:-}"
+  if [ ${#proxy[@]} -gt 0 ] && [ ${#proxy[@]} -ne "$n" ]; then
+    die "DEV_CLUSTER_PEER_PROXY needs $n ADVERTISED:LISTEN port pairs, got ${#proxy[@]}"
+  fi
+  advertised() { if [ ${#proxy[@]} -gt 0 ]; then echo "${proxy[$(($1 - 1))]%%:*}"; else echo "${ports[$((2 * $1 - 2))]}"; fi; }
+  listening() { if [ ${#proxy[@]} -gt 0 ]; then echo "${proxy[$(($1 - 1))]##*:}"; else echo "${ports[$((2 * $1 - 2))]}"; fi; }
   for k in $(seq 1 "$n"); do
-    local pp=${ports[$((2 * k - 2))]} ap=${ports[$((2 * k - 1))]} h; h=$(host_of "$k")
+    local pp ap=${ports[$((2 * k - 1))]} h; h=$(host_of "$k"); pp=$(advertised "$k")
     peers+="{ id = $k, peer_addr = \"$h:$pp\", api_addr = \"http://$h:$ap\" },"
   done
   for k in $(seq 1 "$n"); do
-    local node="$dir/node$k" pp=${ports[$((2 * k - 2))]} ap=${ports[$((2 * k - 1))]} h; h=$(host_of "$k")
+    local node="$dir/node$k" pp ap=${ports[$((2 * k - 1))]} h; h=$(host_of "$k"); pp=$(listening "$k")
     mkdir -p "$node"
     "$bin/uptime-node" certs node --id "$k" --dir "$dir/certs" --host "$h" >/dev/null
     local source=""
@@ -155,7 +166,7 @@ TOML
         die "cannot mount a tmpfs on $node/data (DEV_CLUSTER_DATA_TMPFS needs root)"
     fi
     echo "http://$h:$ap" >"$node/api_url"
-    echo "$h:$pp" >"$node/peer_addr"
+    echo "$h:$(advertised "$k")" >"$node/peer_addr"
   done
   printf 'UPTIMECTL_ENDPOINT=%s\nUPTIMECTL_TOKEN=%s\n' "$(cat "$dir/node1/api_url")" "$token" >"$dir/env"
   for k in $(seq 1 "$n"); do start_node "$dir" "$k"; done

@@ -49,6 +49,14 @@ impl ClientError {
     }
 }
 
+/// An answer to a retry that is about that attempt only: it was never sent,
+/// or the node proposed nothing (no leader, not a member, installing, the
+/// leader unreachable). A definite answer (success, a 4xx) is about the
+/// write itself: the server answers a retried key with what it did.
+fn says_nothing_of_earlier_attempts(e: &ClientError) -> bool {
+    e.not_sent() || matches!(e, ClientError::Api { status: 503 | 504, code, .. } if code != "unknown_outcome")
+}
+
 fn outcome_unknown(e: &ClientError) -> bool {
     match e {
         ClientError::Api { status: 503, code, .. } => code == "unknown_outcome",
@@ -171,10 +179,17 @@ impl Client {
         }
         let key = idempotency_key();
         let mut tries = 0;
+        // The last attempt whose outcome was unknown: it may have applied.
+        let mut doubt = None;
         loop {
             tries += 1;
             match self.exchange_once(method.clone(), path, body, Some(&key)).await {
-                Err(e) if tries < 3 && outcome_unknown(&e) => continue,
+                Err(e) if tries < 3 && outcome_unknown(&e) => doubt = Some(e),
+                // A retry refused, or answered "nothing proposed", says
+                // nothing of the earlier attempt: its doubt stands.
+                Err(e) if doubt.is_some() && says_nothing_of_earlier_attempts(&e) => {
+                    return Err(doubt.take().unwrap_or(e));
+                }
                 other => return other,
             }
         }
@@ -495,5 +510,45 @@ mod not_sent_tests {
         });
         let dropped = Client::new(&format!("http://{addr}"), None).unwrap().cluster_status().await.unwrap_err();
         assert!(!dropped.not_sent(), "{dropped}");
+    }
+
+    /// Issue 12 (jepsen-lite, 30-minute run): a write through a node whose
+    /// disk filled was answered `unknown_outcome` (its Raft stopped after the
+    /// write was proposed); the client sent it again, the node was gone, and
+    /// the client reported the refused retry, "cannot connect", as if nothing
+    /// had been sent. The write had committed: a read then saw it. A retry
+    /// that says nothing of the write (not sent, no leader) must not hide an
+    /// earlier attempt's unknown outcome.
+    #[tokio::test]
+    async fn a_refused_retry_does_not_hide_an_unknown_first_attempt() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            // One answer, then nobody listens: the retry is refused.
+            let (mut s, _) = listener.accept().await.unwrap();
+            drop(listener);
+            let mut buf = vec![0u8; 8192];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&buf[..n]);
+            }
+            let body = r#"{"error":{"code":"unknown_outcome","message":"raft stopped after the write was proposed; it may have committed"}}"#;
+            let answer = format!(
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(answer.as_bytes()).await.unwrap();
+            let _ = s.shutdown().await;
+        });
+        let client = Client::new(&format!("http://{addr}"), None).unwrap();
+        let e = client.delete_monitor("web").await.unwrap_err();
+        assert!(!e.not_sent(), "the first attempt may have applied: {e}");
+        assert!(
+            matches!(&e, ClientError::Api { status: 503, code, .. } if code == "unknown_outcome"),
+            "the earlier attempt's unknown outcome: {e}"
+        );
     }
 }

@@ -554,8 +554,13 @@ impl Cluster {
         self.check_member()?;
         let started = std::time::Instant::now();
         let deadline = tokio::time::Instant::now() + self.inner.config.write_timeout;
+        // An attempt whose outcome was unknown: it may still commit.
+        let mut doubt: Option<OpError> = None;
         loop {
-            let leader = self.wait_for_leader(deadline).await?;
+            let leader = match self.wait_for_leader(deadline).await {
+                Ok(leader) => leader,
+                Err(e) => return Err(doubt.map_or(e, Into::into)),
+            };
             let result = if leader == self.node_id() {
                 self.execute_local(op.clone()).await
             } else {
@@ -577,14 +582,15 @@ impl Cluster {
                     self.wait_for_leader_change(leader).await;
                 }
                 // Proposed, outcome unknown: only a keyed write may go again.
-                Err(OpError::Unknown { .. })
+                Err(e @ OpError::Unknown { .. })
                     if matches!(op, LeaderOp::Write(Command::Idempotent { .. }))
                         && tokio::time::Instant::now() < deadline =>
                 {
                     debug!("write outcome unknown; sending it again with its idempotency key");
+                    doubt = Some(e);
                     self.wait_for_leader_change(leader).await;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(reported(doubt, e).into()),
             }
         }
     }
@@ -918,9 +924,37 @@ impl Cluster {
     }
 }
 
+/// The error a write reports when its last attempt failed with `last`: an
+/// answer that says nothing was proposed (not the leader, unavailable)
+/// speaks for that attempt only, so an earlier attempt's unknown outcome
+/// (`doubt`) stands; anything else is the answer.
+fn reported(doubt: Option<OpError>, last: OpError) -> OpError {
+    match (doubt, last) {
+        (Some(d), OpError::NotLeader { .. } | OpError::Unavailable { .. }) => d,
+        (_, last) => last,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12 (jepsen-lite, 30-minute run): a keyed write whose first
+    /// attempt had an unknown outcome (the leader's Raft stopped on a full
+    /// disk after proposing it) was sent again, found no leader before the
+    /// deadline, and was answered "unavailable", i.e. "nothing was applied".
+    /// The entry had committed under the next leader. The unknown outcome
+    /// now stands when a later attempt proposes nothing.
+    #[test]
+    fn a_retry_that_proposes_nothing_does_not_hide_an_unknown_outcome() {
+        let unknown = || OpError::Unknown { message: "raft stopped after the write was proposed".into() };
+        let nothing = OpError::Unavailable { message: "the cluster has no leader".into() };
+        assert!(matches!(reported(Some(unknown()), nothing.clone()), OpError::Unknown { .. }));
+        assert!(matches!(reported(Some(unknown()), OpError::NotLeader { leader: Some(2) }), OpError::Unknown { .. }));
+        assert!(matches!(reported(None, nothing), OpError::Unavailable { .. }));
+        let refused = OpError::Refused { message: "too large".into() };
+        assert!(matches!(reported(Some(unknown()), refused), OpError::Refused { .. }));
+    }
 
     fn pending(bytes: usize) -> Pending {
         let (reply, _) = oneshot::channel();

@@ -22,6 +22,9 @@ pub struct Setup {
     pub node_env: Vec<(String, String)>,
     /// A tmpfs of this size (e.g. `64m`) as every node's data directory.
     pub data_tmpfs: Option<String>,
+    /// `DEV_CLUSTER_PEER_PROXY` (advertised:listen port per node), set by
+    /// [`Cluster::up_proxied`].
+    pub peer_proxy_ports: Option<String>,
 }
 
 pub struct Cluster {
@@ -29,6 +32,8 @@ pub struct Cluster {
     pub nodes: u64,
     script: PathBuf,
     token: String,
+    /// Stopped after the nodes (fields drop after [`Drop::drop`]).
+    _proxy: Option<crate::proxy::PeerProxy>,
 }
 
 /// A signal the nemesis sends to a node's process.
@@ -72,13 +77,46 @@ impl Cluster {
         if let Some(size) = &setup.data_tmpfs {
             cmd.env("DEV_CLUSTER_DATA_TMPFS", size);
         }
+        if let Some(ports) = &setup.peer_proxy_ports {
+            cmd.env("DEV_CLUSTER_PEER_PROXY", ports);
+        }
         if let Err(e) = run(&mut cmd) {
             let _ = run(Command::new(&script).arg("down").arg(dir));
             let _ = run(Command::new(&script).arg("unmount").arg(dir));
             return Err(e);
         }
         let token = std::fs::read_to_string(dir.join("token")).map_err(|e| e.to_string())?.trim().to_string();
-        Ok(Cluster { dir: dir.to_path_buf(), nodes, script, token })
+        Ok(Cluster { dir: dir.to_path_buf(), nodes, script, token, _proxy: None })
+    }
+
+    /// [`Cluster::up`] with every node's peer listener behind the harness's
+    /// proxy, whose cuts are returned for [`crate::net::Partitions::proxied`]:
+    /// partitions without root.
+    pub async fn up_proxied(
+        root: &Path,
+        dir: &Path,
+        nodes: u64,
+        setup: &Setup,
+    ) -> Result<(Cluster, crate::proxy::Cuts), String> {
+        use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+        let mut links = Vec::new();
+        for k in 1..=nodes {
+            let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, k as u8));
+            let real = std::net::TcpListener::bind(SocketAddr::new(ip, 0))
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("a port on {ip}: {e}"))?;
+            links.push(crate::proxy::Link { node: k, advertised: SocketAddr::new(ip, 0), real });
+        }
+        let (proxy, cuts) = crate::proxy::start(&links).await.map_err(|e| format!("peer proxy: {e}"))?;
+        let pairs: Vec<String> =
+            proxy.links.iter().map(|l| format!("{}:{}", l.advertised.port(), l.real.port())).collect();
+        let (root, dir) = (root.to_path_buf(), dir.to_path_buf());
+        let setup = Setup { peer_proxy_ports: Some(pairs.join(" ")), ..setup.clone() };
+        let mut cluster = tokio::task::spawn_blocking(move || Cluster::up(&root, &dir, nodes, &setup))
+            .await
+            .map_err(|e| e.to_string())??;
+        cluster._proxy = Some(proxy);
+        Ok((cluster, cuts))
     }
 
     fn node_file(&self, k: u64, name: &str) -> Result<String, String> {

@@ -4,6 +4,7 @@
 //!
 //! Layout:
 //! - `net`: partitions on loopback with nftables, per node pair (node K on 127.0.0.K).
+//! - `proxy`: the same partitions without root, by a TCP proxy on every peer link.
 //! - `sink`: the fencing alert sink every run delivers to.
 //! - `cluster`: real nodes from `scripts/dev-cluster.sh`, signals, clients.
 //! - `schedule`: the seeded nemesis schedule.
@@ -83,6 +84,7 @@ mod model;
 pub mod nemesis;
 pub mod net;
 pub mod plot;
+pub mod proxy;
 pub mod run;
 pub mod schedule;
 pub mod sink;

@@ -76,9 +76,18 @@ impl Shape {
     }
 }
 
-/// The nftables table the cuts live in; healed on drop.
+/// The cuts in force, enforced by nftables (root) or by the harness's peer
+/// proxy ([`crate::proxy`], no root); healed on drop.
 pub struct Partitions {
     active: BTreeSet<Cut>,
+    backend: Backend,
+}
+
+enum Backend {
+    /// Rules in the table `inet jepsen_lite`.
+    Nft,
+    /// Cuts the peer proxy holds bytes for.
+    Proxy(crate::proxy::Cuts),
 }
 
 fn nft(args: &str) -> Result<(), String> {
@@ -101,16 +110,30 @@ impl Partitions {
         let _ = nft(&format!("delete table inet {TABLE}"));
         nft(&format!("add table inet {TABLE}"))?;
         nft(&format!("add chain inet {TABLE} input {{ type filter hook input priority 0 ; policy accept ; }}"))?;
-        Ok(Partitions { active: BTreeSet::new() })
+        Ok(Partitions { active: BTreeSet::new(), backend: Backend::Nft })
+    }
+
+    /// Partitions enforced by the peer proxy (a cluster started with
+    /// [`crate::cluster::Setup::peer_proxy`]): no root needed.
+    pub fn proxied(cuts: crate::proxy::Cuts) -> Partitions {
+        Partitions { active: BTreeSet::new(), backend: Backend::Proxy(cuts) }
     }
 
     /// Replaces the current cuts with `cuts`.
     pub fn apply(&mut self, cuts: &BTreeSet<Cut>) -> Result<(), String> {
-        nft(&format!("flush chain inet {TABLE} input"))?;
-        self.active.clear();
-        for cut in cuts {
-            nft(&format!("add rule inet {TABLE} input {}", rule(*cut)))?;
-            self.active.insert(*cut);
+        match &self.backend {
+            Backend::Nft => {
+                nft(&format!("flush chain inet {TABLE} input"))?;
+                self.active.clear();
+                for cut in cuts {
+                    nft(&format!("add rule inet {TABLE} input {}", rule(*cut)))?;
+                    self.active.insert(*cut);
+                }
+            }
+            Backend::Proxy(c) => {
+                c.set(cuts);
+                self.active = cuts.clone();
+            }
         }
         Ok(())
     }
@@ -127,7 +150,12 @@ impl Partitions {
 
 impl Drop for Partitions {
     fn drop(&mut self) {
-        let _ = nft(&format!("delete table inet {TABLE}"));
+        match &self.backend {
+            Backend::Nft => {
+                let _ = nft(&format!("delete table inet {TABLE}"));
+            }
+            Backend::Proxy(c) => c.set(&BTreeSet::new()),
+        }
     }
 }
 

@@ -32,6 +32,18 @@ pub struct Config {
     pub keys: u64,
     /// Extra environment for the nodes (e.g. a failpoint).
     pub node_env: Vec<(String, String)>,
+    /// How partitions are made.
+    pub net: Net,
+}
+
+/// How a run cuts node pairs apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Net {
+    /// nftables rules on the 127.0.0.K pairs (root).
+    Nft,
+    /// The harness's TCP proxy in front of every peer listener (no root).
+    Proxy,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -258,11 +270,21 @@ const NODE_TOML: &str =
     "[probe]\nsource_addrs = [\"127.0.0.@K@\"]\n\n[alerts]\nretry_backoff_ms = 500\nretry_max_backoff_ms = 2000\n";
 
 pub async fn run(cfg: &Config) -> Result<(Results, String), String> {
-    let mut parts = Partitions::new().map_err(|e| format!("partitions need root and nft: {e}"))?;
     for (k, v) in &cfg.node_env {
         std::env::set_var(k, v);
     }
-    let cluster = Arc::new(Cluster::up(&cfg.root, &cfg.dir, cfg.nodes, &setup_for(&cfg.nemeses)?)?);
+    let setup = setup_for(&cfg.nemeses)?;
+    let (cluster, mut parts) = match cfg.net {
+        Net::Nft => {
+            let parts = Partitions::new().map_err(|e| format!("nftables partitions need root and nft: {e}"))?;
+            (Cluster::up(&cfg.root, &cfg.dir, cfg.nodes, &setup)?, parts)
+        }
+        Net::Proxy => {
+            let (cluster, cuts) = Cluster::up_proxied(&cfg.root, &cfg.dir, cfg.nodes, &setup).await?;
+            (cluster, Partitions::proxied(cuts))
+        }
+    };
+    let cluster = Arc::new(cluster);
     let sink = Sink::start("127.0.0.200:0").await.map_err(|e| format!("sink: {e}"))?;
     let mut fleet = Vec::new();
     for _ in 0..cfg.targets {

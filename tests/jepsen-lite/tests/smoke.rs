@@ -225,3 +225,30 @@ async fn partitions_a_clock_step_and_a_full_disk_are_carried_out_and_undone() {
     let log = std::fs::read_to_string(cluster.node_dir(victim).join("log")).unwrap();
     assert!(!log.contains("panicked at"), "node {victim} panicked on the full disk");
 }
+
+/// Partitions without root: every node's peer listener behind the harness's
+/// proxy. Cutting the leader off through the proxy deposes it; healed, it
+/// follows the new leader, as with the nftables rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_by_proxy_depose_the_isolated_leader_without_root() {
+    let bins = root().join("target/debug");
+    assert!(bins.join("uptime-node").exists(), "build the node first: cargo build -p uptime-node --bins");
+    std::env::set_var("DEV_CLUSTER_BIN_DIR", &bins);
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, cuts) = Cluster::up_proxied(&root(), &dir.path().join("c"), 3, &Default::default()).await.unwrap();
+    let mut parts = Partitions::proxied(cuts);
+    let config = std::fs::read_to_string(cluster.node_dir(1).join("config.toml")).unwrap();
+    let advertised = std::fs::read_to_string(cluster.node_dir(1).join("peer_addr")).unwrap();
+    assert!(
+        !config.contains(&format!("peer_listen = \"{}\"", advertised.trim())),
+        "node 1 is known at the proxy's port, not its own: {advertised} in\n{config}"
+    );
+    let old = leader_seen_by(&cluster, 1, None, Duration::from_secs(20)).await.expect("a leader");
+    parts.apply(&Shape::Isolate { node: old }.cuts(3)).unwrap();
+    let other = if old == 1 { 2 } else { 1 };
+    let new = leader_seen_by(&cluster, other, Some(old), Duration::from_secs(20)).await.expect("a new leader");
+    assert_ne!(new, old);
+    parts.heal().unwrap();
+    let seen = leader_seen_by(&cluster, old, Some(old), Duration::from_secs(20)).await;
+    assert!(seen.is_some(), "the old leader follows a new one after the heal");
+}

@@ -6,10 +6,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use uptime_jepsen_lite::run::{self, Config};
+use uptime_jepsen_lite::run::{self, Config, Net};
 use uptime_jepsen_lite::schedule::Nemesis;
 
-const USAGE: &str = "usage: jepsen-lite --minutes N --nodes 3|5 [--nemesis kill,pause,partition,clock,disk] [--seed S] [--out FILE] [--dir DIR] [--root REPO] [--print-schedule]";
+const USAGE: &str = "usage: jepsen-lite --minutes N --nodes 3|5 [--nemesis kill,pause,partition,clock,disk] [--seed S] [--out FILE] [--net nft|proxy] [--dir DIR] [--root REPO] [--print-schedule]";
+
+/// Whether this process runs as root (nftables and tmpfs need it).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
 
 fn parse() -> Result<(Config, PathBuf, bool), String> {
     let mut args = std::env::args().skip(1);
@@ -21,6 +29,9 @@ fn parse() -> Result<(Config, PathBuf, bool), String> {
     let mut dir = None;
     let mut root = std::env::current_dir().map_err(|e| e.to_string())?;
     let mut print_schedule = false;
+    let mut chosen = false;
+    // nftables as root, the peer proxy otherwise.
+    let mut net = if is_root() { Net::Nft } else { Net::Proxy };
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value\n{USAGE}"));
         match a.as_str() {
@@ -37,6 +48,7 @@ fn parse() -> Result<(Config, PathBuf, bool), String> {
                 }
             }
             "--nemesis" => {
+                chosen = true;
                 nemeses = value()?
                     .split(',')
                     .map(|n| {
@@ -50,9 +62,23 @@ fn parse() -> Result<(Config, PathBuf, bool), String> {
             "--dir" => dir = Some(PathBuf::from(value()?)),
             "--root" => root = PathBuf::from(value()?),
             "--print-schedule" => print_schedule = true,
+            "--net" => {
+                net = match value()?.as_str() {
+                    "nft" => Net::Nft,
+                    "proxy" => Net::Proxy,
+                    other => return Err(format!("--net: {other:?} is not nft or proxy")),
+                }
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
+    }
+    if !is_root() && nemeses.contains(&Nemesis::Disk) {
+        if chosen {
+            return Err("--nemesis disk needs root (a tmpfs data directory per node)".into());
+        }
+        eprintln!("jepsen-lite: not root: no disk nemesis (it needs a tmpfs data directory per node)");
+        nemeses.retain(|n| *n != Nemesis::Disk);
     }
     let seed = seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
@@ -70,6 +96,7 @@ fn parse() -> Result<(Config, PathBuf, bool), String> {
         clients: 4,
         keys: 16,
         node_env,
+        net,
     };
     Ok((cfg, out, print_schedule))
 }
@@ -91,11 +118,12 @@ async fn main() {
         return;
     }
     eprintln!(
-        "jepsen-lite: seed {} · {} nodes · {:?} · nemeses {:?} · {}",
+        "jepsen-lite: seed {} · {} nodes · {:?} · nemeses {:?} · partitions by {:?} · {}",
         cfg.seed,
         cfg.nodes,
         cfg.length,
         cfg.nemeses,
+        cfg.net,
         cfg.dir.display()
     );
     // On SIGINT or SIGTERM the run is dropped, which heals the partitions and
