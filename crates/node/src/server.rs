@@ -320,12 +320,14 @@ impl Supervisor {
 /// a storage error only as text, so a full disk (ENOSPC, or EDQUOT for a
 /// quota) is recognised by the OS error number the text ends with.
 fn stop_reason(fatal: &str) -> String {
+    const AFTER: &str = "stopping without writing more. Free space and restart the node (a service manager \
+                         with Restart=always does): it comes back with its data.";
     if fatal.contains("(os error 28)") || fatal.contains("(os error 122)") {
-        format!(
-            "the disk holding the data directory is full; stopping without writing more. Free space and \
-             restart the node (a service manager with Restart=always does): it comes back with its data. \
-             Cause: {fatal}"
-        )
+        format!("the disk holding the data directory is full; {AFTER} Cause: {fatal}")
+    } else if fatal.contains("Previous I/O error occurred") {
+        // redb refuses every write after one failed (often a checkpoint on
+        // a full disk, logged as a warning before this line).
+        format!("an earlier write to the data directory failed (most often: the disk is full); {AFTER} Cause: {fatal}")
     } else {
         format!("raft stopped: {fatal}")
     }
@@ -406,6 +408,11 @@ mod tests {
         assert!(
             stop_reason("when Write Logs: storage: I/O error: Disk quota exceeded (os error 122)").contains("is full")
         );
+        let poisoned = stop_reason(
+            "when Write StateMachine: storage: Previous I/O error occurred. Please close and re-open the database.",
+        );
+        assert!(poisoned.starts_with("an earlier write to the data directory failed"), "{poisoned}");
+        assert!(poisoned.contains("Free space and restart the node"), "{poisoned}");
         assert_eq!(stop_reason("panicked"), "raft stopped: panicked");
     }
 }

@@ -95,6 +95,7 @@ impl Results {
             && self.state_time_max_ahead_ms <= STATE_TIME_SLACK_MS
             && self.state_time_backwards == 0
             && self.node_panics == 0
+            && self.outages_without_incident == 0
     }
 
     pub fn summary(&self) -> String {
