@@ -34,6 +34,8 @@ pub struct Cluster {
     token: String,
     /// Stopped after the nodes (fields drop after [`Drop::drop`]).
     _proxy: Option<crate::proxy::PeerProxy>,
+    /// Nodes a nemesis holds down (or restarts itself): the supervisor leaves them alone.
+    held: std::sync::Mutex<std::collections::BTreeSet<u64>>,
 }
 
 /// A signal the nemesis sends to a node's process.
@@ -86,7 +88,7 @@ impl Cluster {
             return Err(e);
         }
         let token = std::fs::read_to_string(dir.join("token")).map_err(|e| e.to_string())?.trim().to_string();
-        Ok(Cluster { dir: dir.to_path_buf(), nodes, script, token, _proxy: None })
+        Ok(Cluster { dir: dir.to_path_buf(), nodes, script, token, _proxy: None, held: Default::default() })
     }
 
     /// [`Cluster::up`] with every node's peer listener behind the harness's
@@ -151,6 +153,20 @@ impl Cluster {
             .ok()
             .and_then(|s| s.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()))
             .is_some_and(|state| state != 'Z' && state != 'X')
+    }
+
+    /// Marks node `k` as held by a nemesis (true) or released (false).
+    pub fn hold(&self, k: u64, held: bool) {
+        let mut h = self.held.lock().expect("held nodes");
+        if held {
+            h.insert(k);
+        } else {
+            h.remove(&k);
+        }
+    }
+
+    pub fn is_held(&self, k: u64) -> bool {
+        self.held.lock().expect("held nodes").contains(&k)
     }
 
     pub fn signal(&self, k: u64, signal: Signal) -> Result<(), String> {

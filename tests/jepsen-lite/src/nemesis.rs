@@ -98,11 +98,35 @@ async fn fill(path: &std::path::Path) -> std::io::Result<u64> {
 }
 
 /// The last line of node `k`'s log, for a record of why it stopped.
-fn last_line(cluster: &Cluster, k: u64) -> String {
+pub fn last_line(cluster: &Cluster, k: u64) -> String {
     std::fs::read_to_string(cluster.node_dir(k).join("log"))
         .ok()
         .and_then(|s| s.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.chars().take(300).collect()))
         .unwrap_or_default()
+}
+
+/// What a full disk makes a node say as it stops (`uptime-node`'s own line).
+pub const FULL_DISK_STOP: &str = "Free space and restart the node";
+
+/// Plays every node's service manager (`Restart=always`) until `stop`: a
+/// node that stopped on its own, and that no nemesis holds, is started again
+/// within a second. Returns each restart's node and the line it stopped with.
+pub async fn supervise(
+    cluster: std::sync::Arc<Cluster>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<(u64, String)> {
+    let mut restarts = Vec::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for k in 1..=cluster.nodes {
+            if !cluster.is_held(k) && !cluster.alive(k) {
+                restarts.push((k, last_line(&cluster, k)));
+                let c = cluster.clone();
+                let _ = tokio::task::spawn_blocking(move || c.start(k)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    restarts
 }
 
 /// Runs one step: starts the fault, holds it, undoes it.
@@ -114,6 +138,7 @@ pub async fn run(cluster: &Cluster, parts: &mut Partitions, step: &Step) -> Faul
         Fault::Kill(t) => {
             let nodes = nodes_of(t, leader);
             for k in &nodes {
+                cluster.hold(*k, true);
                 if let Err(e) = cluster.signal(*k, Signal::Kill) {
                     errors.push(e);
                 }
@@ -123,6 +148,7 @@ pub async fn run(cluster: &Cluster, parts: &mut Partitions, step: &Step) -> Faul
                 if let Err(e) = cluster.start(*k) {
                     errors.push(e);
                 }
+                cluster.hold(*k, false);
             }
             ("kill", format!("{nodes:?}"))
         }
@@ -190,6 +216,7 @@ pub async fn run(cluster: &Cluster, parts: &mut Partitions, step: &Step) -> Faul
             let nodes = nodes_of(target, leader);
             let mut filled = Vec::new();
             for k in &nodes {
+                cluster.hold(*k, true);
                 match fill(&filler(cluster, *k)).await {
                     Ok(bytes) => filled.push(format!("node {k}: {} MiB", bytes >> 20)),
                     Err(e) => errors.push(format!("node {k}: filling its disk: {e}")),
@@ -228,6 +255,9 @@ pub async fn run(cluster: &Cluster, parts: &mut Partitions, step: &Step) -> Faul
             }
             for (k, (n, line)) in &exits {
                 filled.push(format!("node {k} stopped {n} time(s), restarted; last: {line}"));
+            }
+            for k in &nodes {
+                cluster.hold(*k, false);
             }
             ("disk", format!("{nodes:?} {}", filled.join("; ")))
         }

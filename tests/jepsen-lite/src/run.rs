@@ -74,6 +74,13 @@ pub struct Results {
     pub state_time_backwards: u64,
     /// Panics in any node's log.
     pub node_panics: u64,
+    /// Nodes that stopped on their own, outside a fault, and were started
+    /// again by the harness as a service manager would.
+    #[serde(default)]
+    pub supervisor_restarts: u64,
+    /// Of those, stops that were not a full disk's (must be 0).
+    #[serde(default)]
+    pub unexpected_exits: u64,
     pub outages: u64,
     pub outages_without_incident: u64,
     pub minority_flips: u64,
@@ -96,6 +103,7 @@ impl Results {
             && self.state_time_backwards == 0
             && self.node_panics == 0
             && self.outages_without_incident == 0
+            && self.unexpected_exits == 0
     }
 
     pub fn summary(&self) -> String {
@@ -109,7 +117,7 @@ impl Results {
              ops {} · acknowledged writes {} · lost {} · linearizable {}\n\
              incidents {} · outages {} (without incident {}) · minority flips {} (with incident {}) · acks {}\n\
              deliveries {} · distinct {} · duplicates unexplained {} · after a crash {} · missed {} · stale term accepted {} · stale refused {}\n\
-             state hashes agree {} · state time ahead at most {} ms · backwards {} · node panics {}\n",
+             state hashes agree {} · state time ahead at most {} ms · backwards {} · node panics {} · restarted by the supervisor {} (unexpected {})\n",
             self.seed,
             self.nodes,
             self.seconds,
@@ -135,6 +143,8 @@ impl Results {
             self.state_time_max_ahead_ms,
             self.state_time_backwards,
             self.node_panics,
+            self.supervisor_restarts,
+            self.unexpected_exits,
         );
         for f in self.findings.iter().take(20) {
             s.push_str(&format!("  {f}\n"));
@@ -339,6 +349,8 @@ pub async fn run(cfg: &Config) -> Result<(Results, String), String> {
         "127.0.0.1:9".into(),
     ));
     let sampler = tokio::spawn(sample_time(cluster.clone(), start, cfg.length));
+    let supervising = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let supervisor = tokio::spawn(nemesis::supervise(cluster.clone(), supervising.clone()));
     let flipper = {
         let (flips, fleet) = (flips.clone(), fleet.clone());
         tokio::spawn(async move {
@@ -478,6 +490,19 @@ pub async fn run(cfg: &Config) -> Result<(Results, String), String> {
     if !state_hash_agree {
         findings.push("state hashes differ after the heal".into());
     }
+    supervising.store(true, std::sync::atomic::Ordering::Relaxed);
+    let restarts = supervisor.await.unwrap_or_default();
+    let mut unexpected_exits = 0;
+    for (k, line) in &restarts {
+        let expected = line.contains(nemesis::FULL_DISK_STOP);
+        if !expected {
+            unexpected_exits += 1;
+        }
+        findings.push(format!(
+            "node {k} stopped{} and was restarted: {line}",
+            if expected { " after a full disk" } else { " on its own" }
+        ));
+    }
     let (state_time_max_ahead_ms, state_time_backwards) = check_time(&time_samples, &mut findings);
     let node_panics = count_panics(&cluster, &mut findings);
     let acknowledged_writes = ops.iter().filter(|o| !o.input.is_read() && o.ret().is_some()).count() as u64;
@@ -511,6 +536,8 @@ pub async fn run(cfg: &Config) -> Result<(Results, String), String> {
         state_time_max_ahead_ms,
         state_time_backwards,
         node_panics,
+        supervisor_restarts: restarts.len() as u64,
+        unexpected_exits,
         outages: outages.len() as u64,
         outages_without_incident,
         minority_flips: minority.len() as u64,
@@ -523,7 +550,7 @@ pub async fn run(cfg: &Config) -> Result<(Results, String), String> {
 }
 
 /// Every node reports the same (applied index, hash) within 30 s.
-async fn hashes_agree(cluster: &Cluster) -> bool {
+pub async fn hashes_agree(cluster: &Cluster) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut hashes = std::collections::BTreeSet::new();

@@ -122,22 +122,7 @@ async fn partitions_a_short_workload_under_faults_is_linearizable() {
     let verdict = uptime_jepsen_lite::check(&uptime_jepsen_lite::History::new(ops)).unwrap();
     assert!(verdict.is_linearizable(), "{verdict}");
     // Every node converges on the same state.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut hashes = std::collections::BTreeSet::new();
-        let mut answered = 0;
-        for k in 1..=3 {
-            if let Ok(h) = cluster.client(k).unwrap().state_hash().await {
-                answered += 1;
-                hashes.insert((h.applied_index, h.hash));
-            }
-        }
-        if answered == 3 && hashes.len() == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "state hashes never agreed: {hashes:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    assert!(uptime_jepsen_lite::run::hashes_agree(&cluster).await, "state hashes never agreed");
 }
 
 /// The clock and disk nemeses on a real cluster: a step of the leader's wall
@@ -206,22 +191,7 @@ async fn partitions_a_clock_step_and_a_full_disk_are_carried_out_and_undone() {
         assert!(Instant::now() < deadline, "node {victim} did not serve reads after the disk was freed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut hashes = std::collections::BTreeSet::new();
-        let mut answered = 0;
-        for k in 1..=3 {
-            if let Ok(h) = cluster.client(k).unwrap().state_hash().await {
-                answered += 1;
-                hashes.insert((h.applied_index, h.hash));
-            }
-        }
-        if answered == 3 && hashes.len() == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "state hashes differ: {hashes:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    assert!(uptime_jepsen_lite::run::hashes_agree(&cluster).await, "state hashes differ after the disk was freed");
     let log = std::fs::read_to_string(cluster.node_dir(victim).join("log")).unwrap();
     assert!(!log.contains("panicked at"), "node {victim} panicked on the full disk");
 }
