@@ -12,6 +12,19 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
+/// Points the dev cluster at the debug binaries and makes the nftables
+/// table; `None` (the test is skipped) without root or nft.
+fn debug_nodes_and_nft() -> Option<Partitions> {
+    let bins = root().join("target/debug");
+    assert!(bins.join("uptime-node").exists(), "build the node first: cargo build -p uptime-node --bins");
+    let Ok(parts) = Partitions::new() else {
+        eprintln!("skipped: needs root and nft");
+        return None;
+    };
+    std::env::set_var("DEV_CLUSTER_BIN_DIR", &bins);
+    Some(parts)
+}
+
 async fn leader_seen_by(c: &Cluster, k: u64, not: Option<u64>, limit: Duration) -> Option<u64> {
     let client = c.client(k).ok()?;
     let deadline = Instant::now() + limit;
@@ -92,13 +105,7 @@ async fn partitions_signals_and_restarts_on_a_real_cluster() {
 async fn partitions_a_short_workload_under_faults_is_linearizable() {
     use std::sync::Arc;
     use uptime_jepsen_lite::schedule::{Fault, PartitionShape, Step, Target};
-    let bins = root().join("target/debug");
-    assert!(bins.join("uptime-node").exists(), "build the node first: cargo build -p uptime-node --bins");
-    let Ok(mut parts) = Partitions::new() else {
-        eprintln!("skipped: needs root and nft");
-        return;
-    };
-    std::env::set_var("DEV_CLUSTER_BIN_DIR", &bins);
+    let Some(mut parts) = debug_nodes_and_nft() else { return };
     let dir = tempfile::tempdir().unwrap();
     let cluster = Arc::new(Cluster::up(&root(), &dir.path().join("c"), 3, &Default::default()).unwrap());
     leader_seen_by(&cluster, 1, None, Duration::from_secs(20)).await.expect("a leader");
@@ -133,15 +140,9 @@ async fn partitions_a_short_workload_under_faults_is_linearizable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_a_clock_step_and_a_full_disk_are_carried_out_and_undone() {
     use uptime_jepsen_lite::schedule::{Fault, Nemesis, Step, Target};
-    let bins = root().join("target/debug");
-    assert!(bins.join("uptime-node").exists(), "build the node first: cargo build -p uptime-node --bins");
-    let Ok(mut parts) = Partitions::new() else {
-        eprintln!("skipped: needs root and nft");
-        return;
-    };
+    let Some(mut parts) = debug_nodes_and_nft() else { return };
     let setup = uptime_jepsen_lite::run::setup_for(&[Nemesis::Clock, Nemesis::Disk])
         .expect("libfaketime is installed (apt-get install libfaketime)");
-    std::env::set_var("DEV_CLUSTER_BIN_DIR", &bins);
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::up(&root(), &dir.path().join("c"), 3, &setup).unwrap();
     let leader = leader_seen_by(&cluster, 1, None, Duration::from_secs(20)).await.expect("a leader");
