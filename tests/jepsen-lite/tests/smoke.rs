@@ -25,6 +25,20 @@ fn debug_nodes_and_nft() -> Option<Partitions> {
     Some(parts)
 }
 
+/// Cuts the leader off (the others elect another), then heals (the old
+/// leader follows a new one); returns (old leader, new leader).
+async fn isolate_the_leader_and_heal(cluster: &Cluster, parts: &mut Partitions) -> (u64, u64) {
+    let old = leader_seen_by(cluster, 1, None, Duration::from_secs(20)).await.expect("a leader");
+    parts.apply(&Shape::Isolate { node: old }.cuts(3)).unwrap();
+    let other = if old == 1 { 2 } else { 1 };
+    let new = leader_seen_by(cluster, other, Some(old), Duration::from_secs(20)).await.expect("a new leader");
+    assert_ne!(new, old);
+    parts.heal().unwrap();
+    let seen = leader_seen_by(cluster, old, Some(old), Duration::from_secs(20)).await;
+    assert!(seen.is_some(), "the old leader should see the new leader after the heal");
+    (old, new)
+}
+
 async fn leader_seen_by(c: &Cluster, k: u64, not: Option<u64>, limit: Duration) -> Option<u64> {
     let client = c.client(k).ok()?;
     let deadline = Instant::now() + limit;
@@ -55,17 +69,7 @@ async fn partitions_signals_and_restarts_on_a_real_cluster() {
     for k in 1..=3 {
         assert!(cluster.api_url(k).unwrap().contains(&format!("127.0.0.{k}:")), "node {k} is on 127.0.0.{k}");
     }
-    let old = leader_seen_by(&cluster, 1, None, Duration::from_secs(20)).await.expect("a leader");
-
-    // Cut the leader off: the others elect another.
-    parts.apply(&Shape::Isolate { node: old }.cuts(3)).unwrap();
-    let other = if old == 1 { 2 } else { 1 };
-    let new = leader_seen_by(&cluster, other, Some(old), Duration::from_secs(20)).await.expect("a new leader");
-    assert_ne!(new, old);
-    parts.heal().unwrap();
-    // Healed, the old leader follows the new one.
-    let seen = leader_seen_by(&cluster, old, Some(old), Duration::from_secs(20)).await;
-    assert!(seen.is_some(), "the old leader should see the new leader after the heal");
+    let (old, new) = isolate_the_leader_and_heal(&cluster, &mut parts).await;
 
     // kill -9 and restart through the pid files.
     cluster.signal(new, Signal::Kill).unwrap();
@@ -214,12 +218,5 @@ async fn partitions_by_proxy_depose_the_isolated_leader_without_root() {
         !config.contains(&format!("peer_listen = \"{}\"", advertised.trim())),
         "node 1 is known at the proxy's port, not its own: {advertised} in\n{config}"
     );
-    let old = leader_seen_by(&cluster, 1, None, Duration::from_secs(20)).await.expect("a leader");
-    parts.apply(&Shape::Isolate { node: old }.cuts(3)).unwrap();
-    let other = if old == 1 { 2 } else { 1 };
-    let new = leader_seen_by(&cluster, other, Some(old), Duration::from_secs(20)).await.expect("a new leader");
-    assert_ne!(new, old);
-    parts.heal().unwrap();
-    let seen = leader_seen_by(&cluster, old, Some(old), Duration::from_secs(20)).await;
-    assert!(seen.is_some(), "the old leader follows a new one after the heal");
+    isolate_the_leader_and_heal(&cluster, &mut parts).await;
 }
